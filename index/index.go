@@ -1,0 +1,162 @@
+// Package index maintains the global tag index: one ordered list of
+// (tag, key) records over all partitions, kept in the store in the same
+// batch as the state it describes, and answers scrolling searches over it.
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/legiondb/legion/store"
+)
+
+var (
+	// ErrCorrupt reports a tags record this code did not write.
+	ErrCorrupt = errors.New("index: corrupt tags record")
+	// ErrCount reports a COUNT outside the accepted range.
+	ErrCount = errors.New("index: COUNT out of range")
+)
+
+// MaxCount bounds the records one search may return.
+const MaxCount = 100000
+
+// DefaultCount is the number of records a search returns without COUNT.
+const DefaultCount = 10
+
+// Hit is one (tag, key) record.
+type Hit struct {
+	Tag []byte
+	Key []byte
+}
+
+// Query is one search. Without After the records start at (Tag, ""); with
+// it they start strictly after (Tag, AfterKey). Exact stops at the first
+// record whose tag differs from Tag.
+type Query struct {
+	Tag      []byte
+	After    bool
+	AfterKey []byte
+	Count    int // 0 means DefaultCount
+	Exact    bool
+	// Keep, if set, filters records by key (a cluster node answers only
+	// for the slots it serves); filtered records do not count.
+	Keep func(key []byte) bool
+}
+
+// Search returns the records of q in index order from one consistent view
+// of the store.
+func Search(s *store.Store, q Query) ([]Hit, error) {
+	count := q.Count
+	if count == 0 {
+		count = DefaultCount
+	}
+	if count < 0 || count > MaxCount {
+		return nil, fmt.Errorf("%w: %d (must be 1 to %d)", ErrCount, q.Count, MaxCount)
+	}
+	it, err := s.SeekTags(q.Tag, q.AfterKey, q.After)
+	if err != nil {
+		return nil, err
+	}
+	var hits []Hit
+	for len(hits) < count && it.Next() {
+		if q.Exact && !bytes.Equal(it.Tag(), q.Tag) {
+			break
+		}
+		if q.Keep != nil && !q.Keep(it.Key()) {
+			continue
+		}
+		hits = append(hits, Hit{
+			Tag: append([]byte(nil), it.Tag()...),
+			Key: append([]byte(nil), it.Key()...),
+		})
+	}
+	return hits, it.Close()
+}
+
+// Update writes into b the index changes that turn the partition's tags
+// from old into new; both must be sorted and free of duplicates.
+func Update(b *store.Batch, key []byte, old, new []string) {
+	i, j := 0, 0
+	for i < len(old) || j < len(new) {
+		switch {
+		case j == len(new) || i < len(old) && old[i] < new[j]:
+			b.DeleteTag([]byte(old[i]), key)
+			i++
+		case i == len(old) || new[j] < old[i]:
+			b.PutTag([]byte(new[j]), key)
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+}
+
+// Equal reports whether two sorted tag lists are equal.
+func Equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Tags is the stored record of a partition's current tags: which handler's
+// index function produced them, and the tags, sorted and unique.
+type Tags struct {
+	SHA  [20]byte // zero when the handler has no index function
+	Tags []string
+}
+
+const tagsFormat = 1
+
+// AppendBinary appends the record's encoding.
+func (t Tags) AppendBinary(dst []byte) []byte {
+	dst = append(dst, tagsFormat)
+	dst = append(dst, t.SHA[:]...)
+	dst = binary.AppendUvarint(dst, uint64(len(t.Tags)))
+	for _, tag := range t.Tags {
+		dst = binary.AppendUvarint(dst, uint64(len(tag)))
+		dst = append(dst, tag...)
+	}
+	return dst
+}
+
+// DecodeTags decodes a tags record, checking that the tags are sorted and
+// unique.
+func DecodeTags(b []byte) (Tags, error) {
+	var t Tags
+	if len(b) < 1+20 || b[0] != tagsFormat {
+		return t, fmt.Errorf("%w: bad header", ErrCorrupt)
+	}
+	copy(t.SHA[:], b[1:21])
+	b = b[21:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return t, fmt.Errorf("%w: bad tag count", ErrCorrupt)
+	}
+	b = b[k:]
+	t.Tags = make([]string, 0, n)
+	for i := uint64(0); i < n; i++ {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return t, fmt.Errorf("%w: bad tag length", ErrCorrupt)
+		}
+		tag := string(b[k : k+int(l)])
+		if i > 0 && tag <= t.Tags[i-1] {
+			return t, fmt.Errorf("%w: tags out of order", ErrCorrupt)
+		}
+		t.Tags = append(t.Tags, tag)
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return t, fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(b))
+	}
+	return t, nil
+}

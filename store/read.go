@@ -1,0 +1,251 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// DeltaRecord is one stored delta of a partition.
+type DeltaRecord struct {
+	IDKey []byte // order-preserving encoding of the delta's id
+	Value []byte
+}
+
+// PartitionRecords are the stored records of one partition. The slices are
+// owned by the caller.
+type PartitionRecords struct {
+	Snapshot []byte        // nil if absent
+	Tags     []byte        // nil if absent
+	Deltas   []DeltaRecord // in id order
+}
+
+// ReadPartition reads every record of one partition from a consistent view.
+// ok is false when the partition has no records at all.
+func (s *Store) ReadPartition(slot uint16, key []byte) (recs PartitionRecords, ok bool, err error) {
+	lower := AppendPartitionPrefix(nil, slot, key)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return recs, false, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()[len(lower):]
+		if len(k) == 0 {
+			return recs, false, fmt.Errorf("%w: partition record without kind", ErrCorrupt)
+		}
+		v := append([]byte(nil), it.Value()...)
+		switch k[0] {
+		case subSnapshot:
+			recs.Snapshot = v
+		case subTags:
+			recs.Tags = v
+		case subDelta:
+			recs.Deltas = append(recs.Deltas, DeltaRecord{IDKey: append([]byte(nil), k[1:]...), Value: v})
+		default:
+			return recs, false, fmt.Errorf("%w: unknown partition record kind %#x", ErrCorrupt, k[0])
+		}
+		ok = true
+	}
+	return recs, ok, it.Error()
+}
+
+// PartitionCount returns the persistent partition count.
+func (s *Store) PartitionCount() (int64, error) {
+	v, ok, err := s.GetMeta(metaPartitions)
+	if err != nil || !ok {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: partition count of %d bytes", ErrCorrupt, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// GetHandler reads a handler record.
+func (s *Store) GetHandler(sha [20]byte) ([]byte, bool, error) {
+	return s.get(handlerKey(sha))
+}
+
+// Handlers calls fn for every stored handler record in SHA order. The
+// slices are only valid during the call.
+func (s *Store) Handlers(fn func(sha [20]byte, value []byte) error) error {
+	lower := []byte{kindHandler}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		var sha [20]byte
+		if len(it.Key()) != 21 {
+			return fmt.Errorf("%w: handler key of %d bytes", ErrCorrupt, len(it.Key()))
+		}
+		copy(sha[:], it.Key()[1:])
+		if err := fn(sha, it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// PartitionIter walks the partitions of the store in (slot, key) order,
+// one partition's records at a time, over a consistent view taken when it
+// was created.
+type PartitionIter struct {
+	it   *pebble.Iterator
+	slot uint16
+	key  []byte
+	recs PartitionRecords
+	err  error
+	more bool
+}
+
+// Partitions returns an iterator over every partition whose slot is in
+// [fromSlot, toSlot] and whose (slot, key) is at or after (fromSlot, fromKey).
+func (s *Store) Partitions(fromSlot uint16, fromKey []byte, toSlot uint16) (*PartitionIter, error) {
+	lower := AppendPartitionPrefix(nil, fromSlot, fromKey)
+	_, upper := SlotBounds(toSlot)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	return &PartitionIter{it: it, more: it.First()}, nil
+}
+
+// Next advances to the next partition and reports whether there is one.
+func (p *PartitionIter) Next() bool {
+	if p.err != nil || !p.more {
+		return false
+	}
+	p.recs = PartitionRecords{}
+	first := true
+	var prefix []byte
+	for ; p.it.Valid(); p.it.Next() {
+		k := p.it.Key()
+		if first {
+			if len(k) < 3 || k[0] != kindPartition {
+				p.err = fmt.Errorf("%w: bad partition key", ErrCorrupt)
+				return false
+			}
+			p.slot = binary.BigEndian.Uint16(k[1:3])
+			key, rest, err := DecodeEscaped(p.key[:0], k[3:])
+			if err != nil {
+				p.err = err
+				return false
+			}
+			p.key = key
+			prefix = append([]byte(nil), k[:len(k)-len(rest)]...)
+			first = false
+		} else if !bytes.HasPrefix(k, prefix) {
+			break
+		}
+		sub := k[len(prefix):]
+		if len(sub) == 0 {
+			p.err = fmt.Errorf("%w: partition record without kind", ErrCorrupt)
+			return false
+		}
+		v := append([]byte(nil), p.it.Value()...)
+		switch sub[0] {
+		case subSnapshot:
+			p.recs.Snapshot = v
+		case subTags:
+			p.recs.Tags = v
+		case subDelta:
+			p.recs.Deltas = append(p.recs.Deltas, DeltaRecord{IDKey: append([]byte(nil), sub[1:]...), Value: v})
+		default:
+			p.err = fmt.Errorf("%w: unknown partition record kind %#x", ErrCorrupt, sub[0])
+			return false
+		}
+	}
+	p.more = p.it.Valid()
+	if err := p.it.Error(); err != nil {
+		p.err = err
+		return false
+	}
+	return !first
+}
+
+// Slot returns the current partition's slot.
+func (p *PartitionIter) Slot() uint16 { return p.slot }
+
+// Key returns the current partition's key; valid until the next call to Next.
+func (p *PartitionIter) Key() []byte { return p.key }
+
+// Records returns the current partition's records, owned by the caller.
+func (p *PartitionIter) Records() PartitionRecords { return p.recs }
+
+// Close releases the iterator and returns the first error met.
+func (p *PartitionIter) Close() error {
+	err := p.it.Close()
+	if p.err != nil {
+		return p.err
+	}
+	return err
+}
+
+// TagIter walks the global tag index in (tag, key) order.
+type TagIter struct {
+	it      *pebble.Iterator
+	tag     []byte
+	key     []byte
+	err     error
+	ok      bool
+	started bool
+}
+
+// SeekTags returns an iterator positioned at the first index record ≥
+// (tag, key), or strictly > (tag, key) when after is true.
+func (s *Store) SeekTags(tag, key []byte, after bool) (*TagIter, error) {
+	lower := tagKey(nil, tag, key)
+	if after {
+		// The immediate successor of (tag, key) is (tag, key+"\x00").
+		lower = append(lower, 0)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{kindTag + 1}})
+	if err != nil {
+		return nil, err
+	}
+	return &TagIter{it: it, ok: it.First()}, nil
+}
+
+// Next advances to the next record and reports whether there is one. The
+// first call yields the record the iterator was positioned at.
+func (t *TagIter) Next() bool {
+	if t.err != nil {
+		return false
+	}
+	if t.started {
+		t.ok = t.it.Next()
+	}
+	t.started = true
+	if !t.ok {
+		t.err = t.it.Error()
+		return false
+	}
+	tag, key, err := DecodeEscaped(t.tag[:0], t.it.Key()[1:])
+	if err != nil {
+		t.err = err
+		return false
+	}
+	t.tag = tag
+	t.key = append(t.key[:0], key...)
+	return true
+}
+
+// Tag returns the current record's tag; valid until the next call to Next.
+func (t *TagIter) Tag() []byte { return t.tag }
+
+// Key returns the current record's key; valid until the next call to Next.
+func (t *TagIter) Key() []byte { return t.key }
+
+// Close releases the iterator and returns the first error met.
+func (t *TagIter) Close() error {
+	err := t.it.Close()
+	if t.err != nil {
+		return t.err
+	}
+	return err
+}

@@ -1,0 +1,305 @@
+// Package store keeps Legion's records in one pebble database: partition
+// snapshots, pending deltas and tags (slot-prefixed, so a slot is one
+// contiguous key range), the global tag index, handler sources and node
+// metadata.
+//
+// The store knows the key layout and durability, nothing of Lua or of the
+// power state: record values are opaque bytes encoded by the layers above.
+// Every write of an event is one Batch, so a crash never separates a state
+// from its tags.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// FormatVersion is the on-disk format this code writes and reads. A data
+// dir written by a newer version is refused rather than misread.
+const FormatVersion = 1
+
+var (
+	// ErrCorrupt reports bytes in the store that this code did not write.
+	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrNewerFormat reports a data dir written by a newer Legion.
+	ErrNewerFormat = errors.New("store: data dir has a newer format")
+	// ErrNotLegion reports a pebble database that Legion did not create.
+	ErrNotLegion = errors.New("store: data dir is not a Legion data dir")
+	// ErrLocked reports a data dir in use by another process.
+	ErrLocked = errors.New("store: data dir is locked by another process")
+	// ErrClosed reports use of a closed store.
+	ErrClosed = errors.New("store: closed")
+)
+
+// SyncMode says when a committed write reaches stable storage.
+type SyncMode int
+
+const (
+	// SyncAlways makes a commit wait until its WAL record is fsynced;
+	// pebble's commit pipeline groups concurrent commits into one sync.
+	SyncAlways SyncMode = iota
+	// SyncEverySecond fsyncs the WAL once a second: a crash of the machine
+	// loses at most about a second of acknowledged writes.
+	SyncEverySecond
+	// SyncNever leaves flushing to the operating system.
+	SyncNever
+)
+
+func (m SyncMode) String() string {
+	switch m {
+	case SyncAlways:
+		return "always"
+	case SyncEverySecond:
+		return "everysec"
+	case SyncNever:
+		return "no"
+	}
+	return fmt.Sprintf("SyncMode(%d)", int(m))
+}
+
+// ParseSyncMode parses "always", "everysec" or "no".
+func ParseSyncMode(s string) (SyncMode, error) {
+	switch s {
+	case "always":
+		return SyncAlways, nil
+	case "everysec":
+		return SyncEverySecond, nil
+	case "no":
+		return SyncNever, nil
+	}
+	return 0, fmt.Errorf("store: unknown fsync mode %q (want always, everysec or no)", s)
+}
+
+// Options configures Open. The zero value of a field means its default.
+type Options struct {
+	// Dir is the data directory; it is created if missing.
+	Dir string
+	// FS is the filesystem; nil means the operating system's. Tests and
+	// --in-memory pass vfs.NewMem().
+	FS vfs.FS
+	// Sync is the durability mode of commits.
+	Sync SyncMode
+	// CacheBytes is the size of pebble's block cache; 0 means 64 MiB.
+	CacheBytes int64
+	// Logger receives pebble's and the store's messages; nil discards them.
+	Logger *slog.Logger
+	// ReadOnly opens the store for reading only.
+	ReadOnly bool
+}
+
+// Store is an open pebble database with Legion's layout. It is safe for
+// concurrent use.
+type Store struct {
+	db     *pebble.DB
+	fs     vfs.FS
+	dir    string
+	sync   SyncMode
+	wo     *pebble.WriteOptions
+	logger *slog.Logger
+
+	dirty   atomic.Bool // writes since the last background sync (SyncEverySecond)
+	stop    chan struct{}
+	stopped sync.WaitGroup
+	closed  atomic.Bool
+}
+
+// Open opens or creates the store in opts.Dir.
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("store: no data dir given")
+	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cache := pebble.NewCache(opts.CacheBytes)
+	defer cache.Unref()
+	popts := &pebble.Options{
+		FS:       opts.FS,
+		Cache:    cache,
+		Merger:   counterMerger,
+		ReadOnly: opts.ReadOnly,
+		Logger:   pebbleLogger{logger},
+	}
+	popts.EnsureDefaults()
+	db, err := pebble.Open(opts.Dir, popts)
+	if err != nil {
+		return nil, classifyOpenError(opts.Dir, err)
+	}
+	s := &Store{
+		db:     db,
+		fs:     opts.FS,
+		dir:    opts.Dir,
+		sync:   opts.Sync,
+		logger: logger,
+		stop:   make(chan struct{}),
+	}
+	s.wo = pebble.NoSync
+	if opts.Sync == SyncAlways {
+		s.wo = pebble.Sync
+	}
+	if err := s.checkFormat(opts.ReadOnly); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if opts.Sync == SyncEverySecond && !opts.ReadOnly {
+		s.stopped.Add(1)
+		go s.syncLoop(time.Second)
+	}
+	return s, nil
+}
+
+func classifyOpenError(dir string, err error) error {
+	switch {
+	// The OS reports a held flock as EWOULDBLOCK; pebble's in-memory
+	// filesystem reports it in words.
+	case errors.Is(err, syscall.EWOULDBLOCK), strings.Contains(err.Error(), "lock held by current process"):
+		return fmt.Errorf("%w: %s (is another legion-server running on it?): %v", ErrLocked, dir, err)
+	case errors.Is(err, pebble.ErrCorruption):
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, dir, err)
+	}
+	return fmt.Errorf("store: open %s: %w", dir, err)
+}
+
+// checkFormat stamps a new data dir with FormatVersion and refuses one that
+// is from a newer version or not Legion's.
+func (s *Store) checkFormat(readOnly bool) error {
+	v, ok, err := s.GetMeta("format")
+	if err != nil {
+		return err
+	}
+	if ok {
+		if len(v) != 4 {
+			return fmt.Errorf("%w: format record of %d bytes", ErrCorrupt, len(v))
+		}
+		if got := binary.BigEndian.Uint32(v); got > FormatVersion {
+			return fmt.Errorf("%w: %s was written by format version %d; this legion-server reads up to %d — upgrade legion-server", ErrNewerFormat, s.dir, got, FormatVersion)
+		}
+		return nil
+	}
+	empty, err := s.isEmpty()
+	if err != nil {
+		return err
+	}
+	if !empty {
+		return fmt.Errorf("%w: %s holds pebble data without a Legion format record", ErrNotLegion, s.dir)
+	}
+	if readOnly {
+		return nil
+	}
+	b := s.NewBatch()
+	defer b.Close()
+	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, FormatVersion))
+	return b.Commit()
+}
+
+func (s *Store) isEmpty() (bool, error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return !it.First(), it.Error()
+}
+
+func (s *Store) syncLoop(every time.Duration) {
+	defer s.stopped.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.syncNow(); err != nil {
+				s.logger.Error("background WAL sync failed", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Store) syncNow() error {
+	if !s.dirty.Swap(false) {
+		return nil
+	}
+	return s.db.LogData(nil, pebble.Sync)
+}
+
+// Sync forces every committed write to stable storage.
+func (s *Store) Sync() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	s.dirty.Store(false)
+	return s.db.LogData(nil, pebble.Sync)
+}
+
+// SyncMode returns the store's durability mode.
+func (s *Store) SyncMode() SyncMode { return s.sync }
+
+// Close syncs and closes the store. It must not be called while other
+// calls are in flight.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.stop)
+	s.stopped.Wait()
+	var err error
+	if s.sync != SyncNever {
+		s.dirty.Store(true)
+		err = s.syncNow()
+	}
+	return errors.Join(err, s.db.Close())
+}
+
+// Pebble returns the underlying database, for metrics and checkpoints.
+func (s *Store) Pebble() *pebble.DB { return s.db }
+
+// GetMeta reads a node metadata record.
+func (s *Store) GetMeta(name string) ([]byte, bool, error) {
+	return s.get(metaKey(name))
+}
+
+func (s *Store) get(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), v...)
+	return out, true, closer.Close()
+}
+
+// pebbleLogger routes pebble's messages to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...interface{}) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (p pebbleLogger) Errorf(format string, args ...interface{}) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}

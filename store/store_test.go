@@ -1,0 +1,312 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math/rand"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+func openMem(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(Options{Dir: "db", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestSlotMatchesRedisCluster(t *testing.T) {
+	// Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+	for key, want := range map[string]uint16{
+		"":                      0,
+		"foo":                   12182,
+		"bar":                   5061,
+		"somekey":               11058,
+		"foo{hash_tag}":         2515,
+		"{hash_tag}":            2515,
+		"123456789":             0x31C3 & (Slots - 1),
+		"{}foo":                 crc16([]byte("{}foo")) & (Slots - 1), // empty tag: whole key hashed
+		"foo{}{bar}":            crc16([]byte("foo{}{bar}")) & (Slots - 1),
+		"foo{{bar}}zap":         crc16([]byte("{bar")) & (Slots - 1),
+		"foo{bar}{zap}":         crc16([]byte("bar")) & (Slots - 1),
+		"{user1000}.following":  crc16([]byte("user1000")) & (Slots - 1),
+		"{user1000}.followers":  crc16([]byte("user1000")) & (Slots - 1),
+		"no closing { brace at": crc16([]byte("no closing { brace at")) & (Slots - 1),
+	} {
+		if got := Slot([]byte(key)); got != want {
+			t.Errorf("Slot(%q) = %d, want %d", key, got, want)
+		}
+	}
+	if crc16([]byte("123456789")) != 0x31C3 {
+		t.Fatalf("crc16 check value = %#x, want 0x31c3", crc16([]byte("123456789")))
+	}
+}
+
+func TestEscapedOrderAndPrefixFree(t *testing.T) {
+	seed := rand.Int63()
+	r := rand.New(rand.NewSource(seed))
+	alphabet := []byte{0, 1, 0xFF, 'a', 'b'}
+	gen := func() []byte {
+		b := make([]byte, r.Intn(5))
+		for i := range b {
+			b[i] = alphabet[r.Intn(len(alphabet))]
+		}
+		return b
+	}
+	for i := 0; i < 20000; i++ {
+		a, b := gen(), gen()
+		ea, eb := AppendEscaped(nil, a), AppendEscaped(nil, b)
+		if got, want := bytes.Compare(ea, eb), bytes.Compare(a, b); got != want {
+			t.Fatalf("seed %d: order of %q,%q: escaped %d, raw %d", seed, a, b, got, want)
+		}
+		if !bytes.Equal(a, b) && (bytes.HasPrefix(eb, ea) || bytes.HasPrefix(ea, eb)) {
+			t.Fatalf("seed %d: %q and %q escape to prefixes of each other", seed, a, b)
+		}
+		dec, rest, err := DecodeEscaped(nil, append(ea, 'z'))
+		if err != nil || !bytes.Equal(dec, a) || string(rest) != "z" {
+			t.Fatalf("seed %d: decode %q: %q %q %v", seed, a, dec, rest, err)
+		}
+	}
+	for _, bad := range [][]byte{{}, {'a'}, {0}, {0, 2}, {'a', 0, 0x10}} {
+		if _, _, err := DecodeEscaped(nil, bad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("DecodeEscaped(%q) = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}
+
+func TestPartitionRecords(t *testing.T) {
+	s := openMem(t)
+	key := []byte("k\x00ey")
+	other := []byte("k") // a prefix of key: must not leak into its records
+	b := s.NewBatch()
+	b.PutSnapshot(7, key, []byte("snap"))
+	b.PutTags(7, key, []byte("tags"))
+	b.PutDelta(7, key, []byte{2}, []byte("d2"))
+	b.PutDelta(7, key, []byte{1}, []byte("d1"))
+	b.PutSnapshot(7, other, []byte("other"))
+	b.AddPartitions(2)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	recs, ok, err := s.ReadPartition(7, key)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if string(recs.Snapshot) != "snap" || string(recs.Tags) != "tags" || len(recs.Deltas) != 2 ||
+		string(recs.Deltas[0].Value) != "d1" || string(recs.Deltas[1].Value) != "d2" {
+		t.Fatalf("records = %+v", recs)
+	}
+	if _, ok, _ := s.ReadPartition(8, key); ok {
+		t.Fatal("partition found in the wrong slot")
+	}
+	if n, err := s.PartitionCount(); err != nil || n != 2 {
+		t.Fatalf("PartitionCount = %d, %v", n, err)
+	}
+
+	b = s.NewBatch()
+	b.DeleteDelta(7, key, []byte{1})
+	b.DeletePartition(7, other)
+	b.AddPartitions(-1)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	recs, _, _ = s.ReadPartition(7, key)
+	if len(recs.Deltas) != 1 || string(recs.Deltas[0].Value) != "d2" {
+		t.Fatalf("after delete: %+v", recs)
+	}
+	if _, ok, _ := s.ReadPartition(7, other); ok {
+		t.Fatal("deleted partition still there")
+	}
+	if n, _ := s.PartitionCount(); n != 1 {
+		t.Fatalf("PartitionCount = %d, want 1", n)
+	}
+}
+
+func TestPartitionIter(t *testing.T) {
+	s := openMem(t)
+	type pk struct {
+		slot uint16
+		key  string
+	}
+	var want []pk
+	b := s.NewBatch()
+	for _, p := range []pk{{0, "a"}, {0, "a\x00"}, {0, "ab"}, {5, ""}, {16383, "z"}, {16383, "zz"}} {
+		b.PutSnapshot(p.slot, []byte(p.key), []byte(p.key))
+		b.PutDelta(p.slot, []byte(p.key), []byte{1}, []byte("d"))
+		want = append(want, p)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	it, err := s.Partitions(0, nil, Slots-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []pk
+	for it.Next() {
+		r := it.Records()
+		if string(r.Snapshot) != string(it.Key()) || len(r.Deltas) != 1 {
+			t.Fatalf("records of %q: %+v", it.Key(), r)
+		}
+		got = append(got, pk{it.Slot(), string(it.Key())})
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	// A range that starts mid-slot and ends before the last slot.
+	it, _ = s.Partitions(0, []byte("a\x00"), 5)
+	got = got[:0]
+	for it.Next() {
+		got = append(got, pk{it.Slot(), string(it.Key())})
+	}
+	it.Close()
+	if len(got) != 3 || got[0].key != "a\x00" || got[2].slot != 5 {
+		t.Fatalf("partial range = %v", got)
+	}
+}
+
+func TestTagIterOrderAndBounds(t *testing.T) {
+	s := openMem(t)
+	type rec struct{ tag, key string }
+	seed := rand.Int63()
+	r := rand.New(rand.NewSource(seed))
+	words := []string{"", "a", "a\x00", "a\x00b", "ab", "b", "\xff"}
+	model := map[rec]bool{}
+	b := s.NewBatch()
+	for i := 0; i < 200; i++ {
+		x := rec{words[r.Intn(len(words))], words[r.Intn(len(words))] + string(rune('a'+r.Intn(3)))}
+		model[x] = true
+		b.PutTag([]byte(x.tag), []byte(x.key))
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	var sorted []rec
+	for x := range model {
+		sorted = append(sorted, x)
+	}
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].tag != sorted[j].tag {
+			return sorted[i].tag < sorted[j].tag
+		}
+		return sorted[i].key < sorted[j].key
+	})
+	for _, from := range append(sorted, rec{"a", ""}, rec{"zz", ""}) {
+		for _, after := range []bool{false, true} {
+			it, err := s.SeekTags([]byte(from.tag), []byte(from.key), after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []rec
+			for it.Next() {
+				got = append(got, rec{string(it.Tag()), string(it.Key())})
+			}
+			if err := it.Close(); err != nil {
+				t.Fatal(err)
+			}
+			var want []rec
+			for _, x := range sorted {
+				c := x.tag > from.tag || x.tag == from.tag && (x.key > from.key || !after && x.key == from.key)
+				if c {
+					want = append(want, x)
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("seed %d: from %q after=%v: got %d records, want %d", seed, from, after, len(got), len(want))
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("seed %d: from %q after=%v: record %d = %q, want %q", seed, from, after, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestFormatVersionChecks(t *testing.T) {
+	fs := vfs.NewMem()
+	s, err := Open(Options{Dir: "db", FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, FormatVersion+1))
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	s.Close()
+	if _, err := Open(Options{Dir: "db", FS: fs}); !errors.Is(err, ErrNewerFormat) {
+		t.Fatalf("Open of a newer format = %v, want ErrNewerFormat", err)
+	}
+}
+
+func TestOpenLockedDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(Options{Dir: dir})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+}
+
+func TestSyncModes(t *testing.T) {
+	for _, m := range []SyncMode{SyncAlways, SyncEverySecond, SyncNever} {
+		parsed, err := ParseSyncMode(m.String())
+		if err != nil || parsed != m {
+			t.Fatalf("ParseSyncMode(%q) = %v, %v", m, parsed, err)
+		}
+		dir := filepath.Join(t.TempDir(), "data")
+		s, err := Open(Options{Dir: dir, Sync: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := s.NewBatch()
+		b.SetMeta("x", []byte("y"))
+		if err := b.Apply(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s, err = Open(Options{Dir: dir, Sync: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok, err := s.GetMeta("x"); err != nil || !ok || string(v) != "y" {
+			t.Fatalf("mode %v: after reopen got %q %v %v", m, v, ok, err)
+		}
+		s.Close()
+	}
+	if _, err := ParseSyncMode("sometimes"); err == nil {
+		t.Fatal("ParseSyncMode accepted nonsense")
+	}
+}
