@@ -1,0 +1,394 @@
+// Package legion is the embeddable Legion runtime: a database whose data
+// model is a Lua handler. Every partition key holds one state; Apply runs
+// the handler's apply(event, state, ctx) next to the data and stores the
+// new state durably in pebble together with the tags its index(state, key)
+// names; Search scrolls the global tag index.
+//
+// The legion-server command serves a DB over the Redis protocol; a Go
+// program can also use it directly:
+//
+//	db, err := legion.Open(legion.DefaultConfig())
+//	sha, err := db.LoadScript(src)
+//	out, err := db.Apply(ctx, []byte("key"), []byte("event"), legion.Consistent)
+package legion
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/legiondb/legion/crdt"
+	"github.com/legiondb/legion/scripting"
+	"github.com/legiondb/legion/store"
+)
+
+var (
+	// ErrNoHandler is returned by Apply, DryRun and Query before any
+	// handler was loaded.
+	ErrNoHandler = errors.New("legion: no handler loaded; load one with SCRIPT LOAD")
+	// ErrClosed is returned by calls on a DB that is closing or closed.
+	ErrClosed = errors.New("legion: database closed")
+	// ErrBadSHA reports a malformed handler SHA.
+	ErrBadSHA = errors.New("legion: malformed handler SHA (want 40 hex digits)")
+	// ErrUnknownHandler reports a handler SHA that is not stored.
+	ErrUnknownHandler = errors.New("legion: no such handler")
+	// ErrKeySize reports a key over MaxKeyBytes.
+	ErrKeySize = errors.New("legion: key too large")
+	// ErrCorrupt reports stored data that does not decode.
+	ErrCorrupt = errors.New("legion: corrupt stored data")
+)
+
+// MaxKeyBytes bounds partition keys.
+const MaxKeyBytes = 64 << 10
+
+// FsyncMode says when an acknowledged write is on stable storage.
+type FsyncMode = store.SyncMode
+
+// The fsync modes.
+const (
+	FsyncAlways   = store.SyncAlways
+	FsyncEverySec = store.SyncEverySecond
+	FsyncNo       = store.SyncNever
+)
+
+// Config configures a DB. Open fills zero fields with defaults and never
+// modifies the caller's Config.
+type Config struct {
+	// DataDir is the directory of the node's pebble database and metadata.
+	// Default "./legion-data".
+	DataDir string
+	// InMemory keeps everything in pebble's in-memory filesystem: fast,
+	// and nothing survives Close.
+	InMemory bool
+	// FS, if set, is the filesystem to use instead (tests inject faults
+	// with it); it overrides InMemory.
+	FS vfs.FS
+	// Fsync is the durability of acknowledged writes. Default FsyncAlways.
+	Fsync FsyncMode
+	// NodeID names this node in power states. Empty means: the one stored
+	// in the data dir, or a new random one for a new data dir. A NodeID
+	// that differs from the stored one is an error.
+	NodeID string
+	// Limits bound what a handler may do; zero fields take the defaults of
+	// scripting.DefaultLimits.
+	Limits scripting.Limits
+	// CacheBytes bounds the cache of loaded partitions. Default 256 MiB.
+	CacheBytes int64
+	// BlockCacheBytes is pebble's block cache. Default 64 MiB.
+	BlockCacheBytes int64
+	// Logger receives the DB's messages. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock that stamps accepted events (ctx.time). Default
+	// time.Now. Only acceptance reads it; replays use the stamped time.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the configuration legion-server starts with.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:         "./legion-data",
+		Fsync:           FsyncAlways,
+		Limits:          scripting.DefaultLimits(),
+		CacheBytes:      256 << 20,
+		BlockCacheBytes: 64 << 20,
+	}
+}
+
+// withDefaults returns a copy of c with zero fields defaulted.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	c.Limits = mergeLimits(c.Limits, d.Limits)
+	if c.CacheBytes == 0 {
+		c.CacheBytes = d.CacheBytes
+	}
+	if c.BlockCacheBytes == 0 {
+		c.BlockCacheBytes = d.BlockCacheBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// mergeLimits fills the zero fields of l from d.
+func mergeLimits(l, d scripting.Limits) scripting.Limits {
+	if l.InstructionBudget == 0 {
+		l.InstructionBudget = d.InstructionBudget
+	}
+	if l.Timeout == 0 {
+		l.Timeout = d.Timeout
+	}
+	if l.MaxCallDepth == 0 {
+		l.MaxCallDepth = d.MaxCallDepth
+	}
+	if l.MaxStringBytes == 0 {
+		l.MaxStringBytes = d.MaxStringBytes
+	}
+	if l.MaxStateBytes == 0 {
+		l.MaxStateBytes = d.MaxStateBytes
+	}
+	if l.MaxOutputBytes == 0 {
+		l.MaxOutputBytes = d.MaxOutputBytes
+	}
+	if l.MaxEventBytes == 0 {
+		l.MaxEventBytes = d.MaxEventBytes
+	}
+	if l.MaxTags == 0 {
+		l.MaxTags = d.MaxTags
+	}
+	if l.MaxTagBytes == 0 {
+		l.MaxTagBytes = d.MaxTagBytes
+	}
+	if l.MaxMemoryBytes == 0 {
+		l.MaxMemoryBytes = d.MaxMemoryBytes
+	}
+	return l
+}
+
+// Validate reports the first invalid field of c (after defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch c.Fsync {
+	case FsyncAlways, FsyncEverySec, FsyncNo:
+	default:
+		return fmt.Errorf("legion: invalid fsync mode %d", c.Fsync)
+	}
+	if c.CacheBytes < 0 || c.BlockCacheBytes < 0 {
+		return errors.New("legion: cache sizes must not be negative")
+	}
+	if len(c.NodeID) > 255 {
+		return errors.New("legion: node id longer than 255 bytes")
+	}
+	return c.Limits.Validate()
+}
+
+// lockStripes is the number of per-key mutexes: commands on one key run one
+// at a time; different keys rarely share a stripe.
+const lockStripes = 4096
+
+// DB is an open Legion database. All methods are safe for concurrent use.
+type DB struct {
+	cfg    Config
+	logger *slog.Logger
+	store  *store.Store
+	engine *scripting.Engine
+	self   crdt.NodeID
+
+	handlers handlerRegistry
+	cache    *partitionCache
+
+	seed  maphash.Seed
+	locks [lockStripes]sync.Mutex
+
+	// inflight counts calls between enter and leave; Close waits for it
+	// after setting closing.
+	inflight sync.WaitGroup
+	closing  atomic.Bool
+	closeMu  sync.Mutex // serializes Close and guards the enter/closing race
+
+	stats stats
+}
+
+// stats are monotonically increasing counters for INFO and metrics.
+type stats struct {
+	applied      atomic.Int64 // events stored
+	scriptErrors atomic.Int64 // apply/index/query calls that raised errors
+	replayed     atomic.Int64 // deltas refolded while loading partitions
+	snapshots    atomic.Int64 // snapshot records written
+}
+
+// Open opens (creating if needed) the database described by cfg.
+func Open(cfg Config) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	fs := cfg.FS
+	if fs == nil && cfg.InMemory {
+		fs = vfs.NewMem()
+	}
+	st, err := store.Open(store.Options{
+		Dir:        cfg.DataDir,
+		FS:         fs,
+		Sync:       cfg.Fsync,
+		CacheBytes: cfg.BlockCacheBytes,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{
+		cfg:    cfg,
+		logger: cfg.Logger,
+		store:  st,
+		engine: scripting.NewEngine(cfg.Limits),
+		seed:   maphash.MakeSeed(),
+		cache:  newPartitionCache(cfg.CacheBytes),
+	}
+	db.handlers.init()
+	if err := db.openNode(); err != nil {
+		db.engine.Close()
+		st.Close()
+		return nil, err
+	}
+	if err := db.loadActiveHandler(); err != nil {
+		db.engine.Close()
+		st.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openNode reads or creates the persistent node id.
+func (db *DB) openNode() error {
+	stored, ok, err := db.store.GetMeta("node-id")
+	if err != nil {
+		return err
+	}
+	switch {
+	case ok && db.cfg.NodeID != "" && string(stored) != db.cfg.NodeID:
+		return fmt.Errorf("legion: data dir %s belongs to node %q, not %q", db.cfg.DataDir, stored, db.cfg.NodeID)
+	case ok:
+		db.self = crdt.NodeID(stored)
+		return nil
+	}
+	id := db.cfg.NodeID
+	if id == "" {
+		var b [10]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		id = hex.EncodeToString(b[:])
+	}
+	b := db.store.NewBatch()
+	defer b.Close()
+	b.SetMeta("node-id", []byte(id))
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	db.self = crdt.NodeID(id)
+	return nil
+}
+
+// NodeID returns this node's id.
+func (db *DB) NodeID() string { return string(db.self) }
+
+// enter registers an in-flight call; it fails once Close has begun.
+func (db *DB) enter() error {
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	if db.closing.Load() {
+		return ErrClosed
+	}
+	db.inflight.Add(1)
+	return nil
+}
+
+func (db *DB) leave() { db.inflight.Done() }
+
+// Close waits for in-flight calls, writes snapshots of partitions whose
+// logs are not yet compacted, and closes the store. Calls made after Close
+// begins return ErrClosed.
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	if db.closing.Swap(true) {
+		db.closeMu.Unlock()
+		return nil
+	}
+	db.closeMu.Unlock()
+	db.inflight.Wait()
+	err := db.compactCached()
+	db.engine.Close()
+	return errors.Join(err, db.store.Close())
+}
+
+// lockKey locks the stripe of key and returns its unlock.
+func (db *DB) lockKey(key []byte) *sync.Mutex {
+	mu := &db.locks[maphash.Bytes(db.seed, key)%lockStripes]
+	mu.Lock()
+	return mu
+}
+
+func checkKey(key []byte) error {
+	if len(key) > MaxKeyBytes {
+		return fmt.Errorf("%w: %d bytes (at most %d)", ErrKeySize, len(key), MaxKeyBytes)
+	}
+	return nil
+}
+
+// Slot returns the hash slot of key (CRC16 mod 16384 with Redis Cluster's
+// {hashtag} rule).
+func Slot(key []byte) uint16 { return store.Slot(key) }
+
+// PartitionCount returns the number of partitions stored.
+func (db *DB) PartitionCount() (int64, error) {
+	if err := db.enter(); err != nil {
+		return 0, err
+	}
+	defer db.leave()
+	return db.store.PartitionCount()
+}
+
+// Mode is how long Apply waits before answering.
+type Mode int
+
+const (
+	// Consistent answers with the event's final output, once every
+	// participant of the partition has it. On one node this is immediate.
+	Consistent Mode = iota
+	// Fast answers with the output computed on the accepting replica's
+	// projected state once the event is durable there.
+	Fast
+)
+
+// Output is a handler's return value in Legion's canonical value encoding.
+type Output []byte
+
+// AppendRESP appends the output as one RESP reply, converted by Redis's
+// Lua rules (RESP3 forms when resp3 is true).
+func (o Output) AppendRESP(dst []byte, resp3 bool) ([]byte, error) {
+	return scripting.AppendRESP(dst, o, resp3)
+}
+
+// JSON returns the output as JSON text.
+func (o Output) JSON() ([]byte, error) { return scripting.AppendJSON(nil, o) }
+
+// Stats is a snapshot of the DB's counters.
+type Stats struct {
+	EventsApplied   int64
+	ScriptErrors    int64
+	DeltasReplayed  int64
+	SnapshotsStored int64
+	CachedBytes     int64
+	CachedEntries   int
+}
+
+// Stats returns the DB's counters.
+func (db *DB) Stats() Stats {
+	bytes, entries := db.cache.usage()
+	return Stats{
+		EventsApplied:   db.stats.applied.Load(),
+		ScriptErrors:    db.stats.scriptErrors.Load(),
+		DeltasReplayed:  db.stats.replayed.Load(),
+		SnapshotsStored: db.stats.snapshots.Load(),
+		CachedBytes:     bytes,
+		CachedEntries:   entries,
+	}
+}
+
+var _ = context.Background

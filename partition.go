@@ -1,0 +1,451 @@
+package legion
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/legiondb/legion/crdt"
+	"github.com/legiondb/legion/index"
+	"github.com/legiondb/legion/scripting"
+	"github.com/legiondb/legion/store"
+)
+
+// partition is the loaded form of one key: its power state, its current
+// tags, and the ids of folded deltas whose records still follow the stored
+// snapshot (the log). A partition is only touched under its key's lock.
+type partition struct {
+	slot   uint16
+	key    []byte
+	ps     *crdt.PowerState
+	tags   index.Tags
+	log    []crdt.ID // folded deltas stored as records after the snapshot
+	logLen int       // their encoded bytes
+	exists bool      // the store holds records for it
+}
+
+// size estimates the memory the partition holds, for the cache bound.
+func (p *partition) size() int64 {
+	n := 256 + len(p.key) + len(p.ps.Infimum().Value) + 24*len(p.log)
+	for _, d := range p.ps.Pending() {
+		n += 64 + len(d.Delta.Payload) + 16*len(d.Acks)
+	}
+	for _, t := range p.tags.Tags {
+		n += 16 + len(t)
+	}
+	return int64(n)
+}
+
+// maxLogRecords bounds the folded deltas kept as records after a snapshot,
+// and so the replay work of loading a partition.
+const maxLogRecords = 256
+
+// load returns the partition of key, from the cache or the store. The
+// caller holds the key's lock.
+func (db *DB) load(slot uint16, key []byte) (*partition, error) {
+	if p := db.cache.get(key); p != nil {
+		return p, nil
+	}
+	recs, ok, err := db.store.ReadPartition(slot, key)
+	if err != nil {
+		return nil, err
+	}
+	p := &partition{slot: slot, key: append([]byte(nil), key...)}
+	if !ok {
+		p.ps = crdt.New([]crdt.NodeID{db.self}, scripting.NilValue())
+		return p, nil
+	}
+	if err := db.restore(p, recs); err != nil {
+		return nil, fmt.Errorf("partition %q: %w", key, err)
+	}
+	db.cache.put(p)
+	return p, nil
+}
+
+// restore rebuilds a partition from its records, refolding the log.
+func (db *DB) restore(p *partition, recs store.PartitionRecords) error {
+	if recs.Snapshot == nil {
+		return fmt.Errorf("%w: partition without a snapshot record", ErrCorrupt)
+	}
+	inf, err := crdt.DecodeInfimum(recs.Snapshot)
+	if err != nil {
+		return fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
+	}
+	pending := make([]crdt.Pending, 0, len(recs.Deltas))
+	sizes := make(map[crdt.ID]int, len(recs.Deltas))
+	for _, r := range recs.Deltas {
+		d, err := crdt.DecodePending(r.Value)
+		if err != nil {
+			return fmt.Errorf("%w: delta: %v", ErrCorrupt, err)
+		}
+		pending = append(pending, d)
+		sizes[d.ID] = len(r.Value)
+	}
+	replay, fatal := db.replayApply(p.key)
+	ps, folded, err := crdt.Restore(inf, pending, replay)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if *fatal != nil {
+		return *fatal
+	}
+	for _, f := range folded {
+		p.log = append(p.log, f.ID)
+		p.logLen += sizes[f.ID]
+		if f.Err != nil {
+			db.logger.Warn("replayed event failed again", "key", p.key, "id", f.ID.String(), "err", f.Err)
+		}
+	}
+	db.stats.replayed.Add(int64(len(folded)))
+	if recs.Tags != nil {
+		if p.tags, err = index.DecodeTags(recs.Tags); err != nil {
+			return err
+		}
+	}
+	p.ps = ps
+	p.exists = true
+	return nil
+}
+
+// replayApply returns the ApplyFunc that refolds stored events with the
+// handler version that accepted each one and only the deterministic limits.
+// Failures that say nothing about the event (a handler missing from the
+// store, a corrupt payload, a transient limit) are not results: they are
+// reported through *fatal and the caller must discard the power state.
+func (db *DB) replayApply(key []byte) (crdt.ApplyFunc, *error) {
+	fatal := new(error)
+	return func(state []byte, id crdt.ID, payload []byte) ([]byte, []byte, error) {
+		ev, err := decodeEvent(payload)
+		if err == nil {
+			var h *handler
+			if h, err = db.handler(ev.sha); err == nil {
+				var newState, out []byte
+				newState, out, err = db.engine.Apply(h.h, state, ev.data, scripting.Call{Key: key, Time: ev.time, ID: id.String()})
+				if err == nil || !scripting.Transient(err) {
+					return newState, out, err
+				}
+			}
+		}
+		if *fatal == nil {
+			*fatal = fmt.Errorf("replaying event %s: %w", id, err)
+		}
+		return nil, nil, err
+	}, fatal
+}
+
+// Apply runs the active handler's apply on the state of key with event,
+// stores the new state with its tags in one batch, and returns the output.
+// If apply or index raises an error nothing is stored and the error (a
+// *scripting.Error) is returned. mode is how long to wait: on a single node
+// both modes answer as soon as the event is durable.
+func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, error) {
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.leave()
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	active, err := db.activeHandler()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	slot := store.Slot(key)
+	mu := db.lockKey(key)
+	locked := true
+	defer func() {
+		if locked {
+			mu.Unlock()
+		}
+	}()
+	p, err := db.load(slot, key)
+	if err != nil {
+		return nil, err
+	}
+
+	payload := event{sha: active.sha, time: db.cfg.Now().UnixMilli(), data: ev}.appendBinary(nil)
+	newID := p.ps.NextID(db.self)
+	replay, fatal := db.replayApply(key)
+	var (
+		accepted bool
+		newTags  = p.tags
+	)
+	// The first call for newID is the acceptance run: the wall-clock limits
+	// apply and the new projected state's tags are computed. A failure of
+	// either refuses the event.
+	apply := func(state []byte, id crdt.ID, payload []byte) ([]byte, []byte, error) {
+		if id != newID || accepted {
+			return replay(state, id, payload)
+		}
+		accepted = true
+		call := scripting.Call{Key: key, Time: db.cfg.Now().UnixMilli(), ID: id.String(), Accept: true}
+		if e, err := decodeEvent(payload); err == nil {
+			call.Time = e.time
+		}
+		newState, out, err := db.engine.Apply(active.h, state, ev, call)
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.tags.SHA != active.sha || !bytes.Equal(newState, state) {
+			tags, err := db.engine.Index(active.h, newState, scripting.Call{Key: key})
+			if err != nil {
+				return nil, nil, err
+			}
+			newTags = index.Tags{SHA: active.sha, Tags: tags}
+		}
+		return newState, out, nil
+	}
+	before := p.ps.Pending()
+	id, out, folded, err := p.ps.Event(db.self, payload, apply)
+	if *fatal != nil {
+		db.cache.remove(key)
+		return nil, *fatal
+	}
+	if err != nil {
+		var se *scripting.Error
+		if errors.As(err, &se) {
+			db.stats.scriptErrors.Add(1)
+		}
+		return nil, err
+	}
+
+	b := db.store.NewBatch()
+	defer b.Close()
+	db.persist(b, p, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
+	if !index.Equal(p.tags.Tags, newTags.Tags) || p.tags.SHA != newTags.SHA || !p.exists {
+		index.Update(b, key, p.tags.Tags, newTags.Tags)
+		b.PutTags(slot, key, newTags.AppendBinary(nil))
+	}
+	if !p.exists {
+		b.AddPartitions(1)
+	}
+	if err := b.Apply(); err != nil {
+		// The power state in memory is ahead of the store now: drop it.
+		db.cache.remove(key)
+		return nil, err
+	}
+	p.tags = newTags
+	p.exists = true
+	db.cache.put(p)
+	mu.Unlock()
+	locked = false
+
+	if err := b.Wait(); err != nil {
+		return nil, err
+	}
+	db.stats.applied.Add(1)
+	if mode == Consistent {
+		for _, f := range folded {
+			if f.ID == id {
+				return Output(f.Output), f.Err
+			}
+		}
+	}
+	return Output(out), nil
+}
+
+// persist writes into b what makes the stored partition match p.ps after
+// an operation that created delta d with id created (if any), given the
+// pending deltas before it and the deltas it folded. Folded deltas become
+// log records (with every participant's ack, so a reload refolds them)
+// until the log outgrows the state, when a snapshot replaces the log.
+func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, created crdt.ID, d crdt.Delta, folded []crdt.Folded) {
+	inf := p.ps.Infimum()
+	wasPending := make(map[crdt.ID]crdt.Pending, len(before))
+	for _, pd := range before {
+		wasPending[pd.ID] = pd
+	}
+	// Every participant at any point of the fold has acknowledged it.
+	acks := inf.Participants
+	var logRecs [][]byte
+	var logIDs []crdt.ID
+	logLen := 0
+	for _, f := range folded {
+		pd, ok := wasPending[f.ID]
+		if !ok && f.ID == created {
+			pd = crdt.Pending{ID: created, Delta: d}
+		} else if !ok {
+			continue
+		}
+		pd.Acks = unionNodes(pd.Acks, acks)
+		if f.Kind != crdt.KindEvent {
+			pd.Acks = unionNodes(pd.Acks, []crdt.NodeID{pd.Delta.Node})
+		}
+		rec := pd.AppendBinary(nil)
+		logRecs = append(logRecs, rec)
+		logIDs = append(logIDs, f.ID)
+		logLen += len(rec)
+	}
+
+	keyBuf := make([]byte, 0, 32)
+	if !p.exists || len(p.log)+len(logIDs) > maxLogRecords || p.logLen+logLen >= len(inf.Value) {
+		b.PutSnapshot(p.slot, p.key, inf.AppendBinary(nil))
+		db.stats.snapshots.Add(1)
+		for _, id := range p.log {
+			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id))
+		}
+		for _, id := range logIDs {
+			if _, ok := wasPending[id]; ok {
+				b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id))
+			}
+		}
+		p.log, p.logLen = p.log[:0], 0
+	} else {
+		for i, id := range logIDs {
+			b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id), logRecs[i])
+		}
+		p.log = append(p.log, logIDs...)
+		p.logLen += logLen
+	}
+	// Deltas still pending that are new or gained acks.
+	for _, pd := range p.ps.Pending() {
+		old, ok := wasPending[pd.ID]
+		if ok && len(old.Acks) == len(pd.Acks) {
+			continue
+		}
+		b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], pd.ID), pd.AppendBinary(nil))
+	}
+}
+
+// unionNodes returns the sorted union of two sorted node lists.
+func unionNodes(a, b []crdt.NodeID) []crdt.NodeID {
+	out := make([]crdt.NodeID, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || i < len(a) && a[i] < b[j]:
+			out = append(out, a[i])
+			i++
+		case i == len(a) || b[j] < a[i]:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+// compactCached writes a snapshot for every cached partition with a log,
+// so the next start replays nothing. Close calls it with no calls in flight.
+func (db *DB) compactCached() error {
+	var errs []error
+	db.cache.each(func(p *partition) {
+		if len(p.log) == 0 {
+			return
+		}
+		b := db.store.NewBatch()
+		defer b.Close()
+		b.PutSnapshot(p.slot, p.key, p.ps.Infimum().AppendBinary(nil))
+		keyBuf := make([]byte, 0, 32)
+		for _, id := range p.log {
+			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id))
+		}
+		if err := b.Commit(); err != nil {
+			errs = append(errs, err)
+			return
+		}
+		p.log, p.logLen = nil, 0
+	})
+	return errors.Join(errs...)
+}
+
+// read returns the projected state of key (nil if the partition does not
+// exist) and the id the next event would get, under the key's lock, so it
+// never sees half an Apply.
+func (db *DB) read(key []byte) (state []byte, next crdt.ID, exists bool, err error) {
+	if err := checkKey(key); err != nil {
+		return nil, next, false, err
+	}
+	mu := db.lockKey(key)
+	defer mu.Unlock()
+	p, err := db.load(store.Slot(key), key)
+	if err != nil {
+		return nil, next, false, err
+	}
+	next = p.ps.NextID(db.self)
+	if !p.exists {
+		return nil, next, false, nil
+	}
+	replay, fatal := db.replayApply(key)
+	state = p.ps.Projected(replay)
+	if *fatal != nil {
+		return nil, next, false, *fatal
+	}
+	return state, next, true, nil
+}
+
+// Get returns the state of key as JSON text; ok is false if the key was
+// never written.
+func (db *DB) Get(key []byte) (json []byte, ok bool, err error) {
+	if err := db.enter(); err != nil {
+		return nil, false, err
+	}
+	defer db.leave()
+	state, _, ok, err := db.read(key)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	json, err = scripting.AppendJSON(nil, state)
+	return json, true, err
+}
+
+// Query runs the active handler's read-only query(request, state, ctx).
+func (db *DB) Query(key, request []byte) (Output, error) {
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.leave()
+	active, err := db.activeHandler()
+	if err != nil {
+		return nil, err
+	}
+	state, _, _, err := db.read(key)
+	if err != nil {
+		return nil, err
+	}
+	out, err := db.engine.Query(active.h, state, request, scripting.Call{Key: key, Time: db.cfg.Now().UnixMilli(), Accept: true})
+	if err != nil {
+		db.countScriptError(err)
+		return nil, err
+	}
+	return Output(out), nil
+}
+
+// DryRun runs the active handler's apply on the state of key and returns
+// the output and the new state as JSON, storing nothing.
+func (db *DB) DryRun(key, ev []byte) (Output, []byte, error) {
+	if err := db.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer db.leave()
+	active, err := db.activeHandler()
+	if err != nil {
+		return nil, nil, err
+	}
+	state, next, _, err := db.read(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The id the event would get, so math.random draws what Apply would.
+	newState, out, err := db.engine.Apply(active.h, state, ev, scripting.Call{Key: key, Time: db.cfg.Now().UnixMilli(), ID: next.String(), Accept: true})
+	if err != nil {
+		db.countScriptError(err)
+		return nil, nil, err
+	}
+	json, err := scripting.AppendJSON(nil, newState)
+	return Output(out), json, err
+}
+
+func (db *DB) countScriptError(err error) {
+	var se *scripting.Error
+	if errors.As(err, &se) {
+		db.stats.scriptErrors.Add(1)
+	}
+}

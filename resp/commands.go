@@ -1,0 +1,369 @@
+package resp
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/legiondb/legion"
+	"github.com/legiondb/legion/scripting"
+)
+
+// command is one entry of the command table: everything dispatch, arity
+// errors, COMMAND replies and routing need to know about a command.
+type command struct {
+	name  string // lower case
+	group string // COMMAND DOCS group
+	// arity counts the command name (and subcommand) as Redis does:
+	// n > 0 exactly n arguments, n < 0 at least -n.
+	arity int
+	flags []string // Redis command flags: write, readonly, admin, fast, ...
+	// Key positions (1-based; 0 = no keys; lastKey -1 = through the end).
+	firstKey, lastKey, keyStep int
+	summary                    string
+	syntax                     string // arguments after the name, for docs
+	run                        func(s *Server, c *client, args [][]byte, w *writer)
+	subcommands                map[string]*command // container commands only
+	parent                     *command
+}
+
+func (cmd *command) arityOK(n int) bool {
+	if cmd.arity >= 0 {
+		return n == cmd.arity
+	}
+	return n >= -cmd.arity
+}
+
+// fullName is Redis 7's name for errors and COMMAND: "script|load".
+func (cmd *command) fullName() string {
+	if cmd.parent != nil {
+		return cmd.parent.name + "|" + cmd.name
+	}
+	return cmd.name
+}
+
+// buildCommands returns the command table. It is built per server, so
+// tests can add commands without touching shared state.
+func buildCommands() map[string]*command {
+	t := map[string]*command{}
+	add := func(cmd *command) *command {
+		t[cmd.name] = cmd
+		return cmd
+	}
+	container := func(parent *command, subs ...*command) {
+		parent.subcommands = map[string]*command{}
+		for _, sc := range subs {
+			sc.parent = parent
+			parent.subcommands[sc.name] = sc
+		}
+	}
+
+	// Legion's own commands.
+	add(&command{name: "legion.apply", group: "legion", arity: -3, flags: []string{"write"}, firstKey: 1, lastKey: 1, keyStep: 1,
+		summary: "Runs the active handler's apply on the key's state with an event, stores the new state and its tags, and returns the output.",
+		syntax:  "key event [FAST|CONSISTENT]", run: cmdApply})
+	add(&command{name: "legion.get", group: "legion", arity: 2, flags: []string{"readonly", "fast"}, firstKey: 1, lastKey: 1, keyStep: 1,
+		summary: "Returns the key's state as JSON, or nil if it was never written.", syntax: "key", run: cmdGet})
+	add(&command{name: "legion.search", group: "legion", arity: -2, flags: []string{"readonly"},
+		summary: "Scrolls the tag index: [tag, key] pairs from (tag, \"\"), or after (tag, key).",
+		syntax:  "tag [AFTER key] [COUNT count] [EXACT]", run: cmdSearch})
+	add(&command{name: "legion.inspect", group: "legion", arity: 2, flags: []string{"readonly"}, firstKey: 1, lastKey: 1, keyStep: 1,
+		summary: "Returns the key's power state as JSON.", syntax: "key", run: cmdInspect})
+	add(&command{name: "legion.query", group: "legion", arity: 3, flags: []string{"readonly"}, firstKey: 1, lastKey: 1, keyStep: 1,
+		summary: "Runs the active handler's read-only query on the key's state.", syntax: "key request", run: cmdQuery})
+	add(&command{name: "legion.dryrun", group: "legion", arity: 3, flags: []string{"readonly"}, firstKey: 1, lastKey: 1, keyStep: 1,
+		summary: "Runs apply without storing anything; returns [output, new state as JSON].", syntax: "key event", run: cmdDryRun})
+
+	script := add(&command{name: "script", group: "scripting", arity: -2, summary: "A container for handler commands."})
+	container(script,
+		&command{name: "load", group: "scripting", arity: 3, flags: []string{"noscript"},
+			summary: "Compiles and stores a handler and makes it the active handler; returns its SHA1.", syntax: "script", run: cmdScriptLoad},
+		&command{name: "help", group: "scripting", arity: 2, flags: []string{"loading", "stale"},
+			summary: "Returns helpful text about the different subcommands.", run: helpReply("SCRIPT", []string{
+				"LOAD <script>", "    Compile and store a handler, make it the active handler, and return its SHA1.",
+				"HELP", "    Print this help.",
+			})},
+	)
+
+	// Connection commands.
+	add(&command{name: "ping", group: "connection", arity: -1, flags: []string{"fast"}, summary: "Returns the server's liveliness response.", syntax: "[message]", run: cmdPing})
+	add(&command{name: "echo", group: "connection", arity: 2, flags: []string{"fast"}, summary: "Returns the given string.", syntax: "message", run: cmdEcho})
+	add(&command{name: "hello", group: "connection", arity: -1, flags: []string{"fast", "noscript", "loading", "stale"},
+		summary: "Handshakes with the server: selects the protocol version and returns the connection's properties.",
+		syntax:  "[protover [AUTH username password] [SETNAME clientname]]", run: cmdHello})
+	add(&command{name: "quit", group: "connection", arity: -1, flags: []string{"fast"}, summary: "Closes the connection.", run: cmdQuit})
+	return t
+}
+
+// replyError writes err as a RESP error line. It is the one place that
+// maps the runtime's errors to RESP error prefixes.
+func (s *Server) replyError(w *writer, err error) {
+	var se *scripting.Error
+	switch {
+	case errors.As(err, &se):
+		w.errorLine(se.RESPError())
+	case errors.Is(err, legion.ErrNoHandler):
+		w.errorLine("NOSCRIPT no handler loaded; load one with SCRIPT LOAD")
+	case errors.Is(err, legion.ErrKeySize):
+		w.errorf("ERR key too large (at most %d bytes)", legion.MaxKeyBytes)
+	case errors.Is(err, legion.ErrClosed):
+		w.errorLine("ERR server is shutting down")
+	case errors.Is(err, legion.ErrUnknownHandler):
+		w.errorLine("NOSCRIPT no handler with that SHA1")
+	case errors.Is(err, legion.ErrBadSHA):
+		w.errorLine("ERR malformed SHA1: want 40 hex digits")
+	default:
+		s.logger.Error("command failed", "err", err)
+		w.errorLine("ERR " + err.Error())
+	}
+}
+
+func cmdApply(s *Server, c *client, args [][]byte, w *writer) {
+	mode := legion.Consistent
+	for _, opt := range args[3:] {
+		switch strings.ToUpper(string(opt)) {
+		case "FAST":
+			mode = legion.Fast
+		case "CONSISTENT":
+			mode = legion.Consistent
+		default:
+			w.syntaxError()
+			return
+		}
+	}
+	out, err := s.db.Apply(context.Background(), args[1], args[2], mode)
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	s.writeOutput(w, out)
+}
+
+// writeOutput converts a handler output by Redis's Lua rules.
+func (s *Server) writeOutput(w *writer, out legion.Output) {
+	b, err := out.AppendRESP(w.b, w.resp3)
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.b = b
+}
+
+func cmdGet(s *Server, c *client, args [][]byte, w *writer) {
+	json, ok, err := s.db.Get(args[1])
+	switch {
+	case err != nil:
+		s.replyError(w, err)
+	case !ok:
+		w.null()
+	default:
+		w.bulk(json)
+	}
+}
+
+func cmdInspect(s *Server, c *client, args [][]byte, w *writer) {
+	json, ok, err := s.db.Inspect(args[1])
+	switch {
+	case err != nil:
+		s.replyError(w, err)
+	case !ok:
+		w.null()
+	default:
+		w.bulk(json)
+	}
+}
+
+func cmdQuery(s *Server, c *client, args [][]byte, w *writer) {
+	out, err := s.db.Query(args[1], args[2])
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	s.writeOutput(w, out)
+}
+
+func cmdDryRun(s *Server, c *client, args [][]byte, w *writer) {
+	out, state, err := s.db.DryRun(args[1], args[2])
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	// Convert first so a conversion error replaces the whole reply.
+	conv, err := out.AppendRESP(nil, w.resp3)
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.array(2)
+	w.raw(conv)
+	w.bulk(state)
+}
+
+// maxSearchCount mirrors the runtime's bound, so the error names COUNT.
+const maxSearchCount = 100000
+
+func cmdSearch(s *Server, c *client, args [][]byte, w *writer) {
+	q := legion.SearchQuery{Tag: args[1]}
+	for i := 2; i < len(args); i++ {
+		switch strings.ToUpper(string(args[i])) {
+		case "AFTER":
+			if i+1 >= len(args) {
+				w.syntaxError()
+				return
+			}
+			q.After, q.AfterKey = true, args[i+1]
+			i++
+		case "COUNT":
+			if i+1 >= len(args) {
+				w.syntaxError()
+				return
+			}
+			n, err := strconv.ParseInt(string(args[i+1]), 10, 64)
+			if err != nil {
+				w.notInteger()
+				return
+			}
+			if n < 1 || n > maxSearchCount {
+				w.errorf("ERR COUNT must be between 1 and %d", maxSearchCount)
+				return
+			}
+			q.Count = int(n)
+			i++
+		case "EXACT":
+			q.Exact = true
+		default:
+			w.syntaxError()
+			return
+		}
+	}
+	hits, err := s.db.Search(q)
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.array(len(hits))
+	for _, h := range hits {
+		w.array(2)
+		w.bulk(h.Tag)
+		w.bulk(h.Key)
+	}
+}
+
+func cmdScriptLoad(s *Server, c *client, args [][]byte, w *writer) {
+	sha, err := s.db.LoadScript(args[2])
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.bulkString(sha)
+}
+
+func cmdPing(s *Server, c *client, args [][]byte, w *writer) {
+	switch len(args) {
+	case 1:
+		w.status("PONG")
+	case 2:
+		w.bulk(args[1])
+	default:
+		w.errorf("ERR wrong number of arguments for 'ping' command")
+	}
+}
+
+func cmdEcho(s *Server, c *client, args [][]byte, w *writer) { w.bulk(args[1]) }
+
+func cmdQuit(s *Server, c *client, args [][]byte, w *writer) {
+	w.ok()
+	c.conn.WriteRaw(w.b)
+	w.reset()
+	c.conn.Close()
+}
+
+// helpReply returns a HELP subcommand answering with lines of text.
+func helpReply(container string, lines []string) func(*Server, *client, [][]byte, *writer) {
+	return func(s *Server, c *client, args [][]byte, w *writer) {
+		head := container + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+		w.array(len(lines) + 1)
+		w.status(head)
+		for _, l := range lines {
+			w.status(l)
+		}
+	}
+}
+
+func cmdHello(s *Server, c *client, args [][]byte, w *writer) {
+	resp3 := w.resp3
+	if len(args) > 1 {
+		v, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			w.errorLine("ERR Protocol version is not an integer or out of range")
+			return
+		}
+		if v != 2 && v != 3 {
+			w.errorLine("NOPROTO unsupported protocol version")
+			return
+		}
+		resp3 = v == 3
+	}
+	var name []byte
+	setName := false
+	for i := 2; i < len(args); i++ {
+		switch strings.ToUpper(string(args[i])) {
+		case "AUTH":
+			if i+2 >= len(args) {
+				w.errorf("ERR Syntax error in HELLO option '%s'", args[i])
+				return
+			}
+			i += 2 // no password is configured: any credentials are accepted, as Redis does without requirepass for the default user
+		case "SETNAME":
+			if i+1 >= len(args) {
+				w.errorf("ERR Syntax error in HELLO option '%s'", args[i])
+				return
+			}
+			name, setName = args[i+1], true
+			i++
+		default:
+			w.errorf("ERR Syntax error in HELLO option '%s'", args[i])
+			return
+		}
+	}
+	if setName {
+		if !validClientName(name) {
+			w.errorLine("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.mu.Lock()
+		c.name = string(name)
+		c.mu.Unlock()
+	}
+	w.resp3 = resp3
+	proto := int64(2)
+	if resp3 {
+		proto = 3
+	}
+	w.mapHeader(7)
+	w.bulkString("server")
+	w.bulkString("legion")
+	w.bulkString("version")
+	w.bulkString(s.cfg.Version)
+	w.bulkString("proto")
+	w.integer(proto)
+	w.bulkString("id")
+	w.integer(c.id)
+	w.bulkString("mode")
+	w.bulkString("standalone")
+	w.bulkString("role")
+	w.bulkString("master")
+	w.bulkString("modules")
+	w.array(0)
+}
+
+// validClientName applies Redis's rule: printable ASCII without spaces.
+func validClientName(name []byte) bool {
+	for _, b := range name {
+		if b < '!' || b > '~' {
+			return false
+		}
+	}
+	return true
+}
