@@ -1,0 +1,89 @@
+package scripting
+
+import (
+	"testing"
+)
+
+func BenchmarkApplyCounter(b *testing.B) {
+	e := NewEngine(DefaultLimits())
+	defer e.Close()
+	h, err := e.Load([]byte(counterSrc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, _, err := e.Apply(h, nil, []byte("incr"), Call{Key: []byte("k"), ID: "0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := Call{Key: []byte("k"), ID: "1-0", Time: 1700000000000}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if st, _, err = e.Apply(h, st, []byte("incr"), c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkApplyCounterAccept(b *testing.B) {
+	l := DefaultLimits()
+	l.MaxMemoryBytes = 8 << 30
+	e := NewEngine(l)
+	defer e.Close()
+	h, err := e.Load([]byte(counterSrc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, _, _ := e.Apply(h, nil, []byte("incr"), Call{Key: []byte("k"), ID: "0"})
+	c := Call{Key: []byte("k"), ID: "1-0", Time: 1700000000000, Accept: true}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if st, _, err = e.Apply(h, st, []byte("incr"), c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkChunkRerun measures what isolation costs per call: a fresh
+// environment plus re-running the counter handler's top-level chunk.
+func BenchmarkChunkRerun(b *testing.B) {
+	e := NewEngine(DefaultLimits())
+	defer e.Close()
+	h, err := e.Load([]byte(counterSrc))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := e.get()
+	defer e.put(r, true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.begin(&callSpec{fname: "apply", seed: "x"})
+		if err := r.runChunk(h.proto); err != nil {
+			b.Fatal(err)
+		}
+		r.end()
+	}
+}
+
+// BenchmarkVMInstructions reports the cost of one VM instruction with the
+// budget check in place (ns/op is per loop iteration of ~4 instructions).
+func BenchmarkVMInstructions(b *testing.B) {
+	l := DefaultLimits()
+	l.InstructionBudget = 1 << 50
+	e := NewEngine(l)
+	defer e.Close()
+	h, err := e.Load([]byte(`function apply(event)
+  local x = 0
+  for i = 1, tonumber(event) do x = x + i end
+  return x
+end`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	if _, _, err := e.Apply(h, nil, []byte(itoa(b.N)), Call{}); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,426 @@
+package scripting
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Engine runs handlers on a pool of sandboxed gopher-lua states. It is safe
+// for concurrent use by many goroutines; each call borrows one state for its
+// duration.
+type Engine struct {
+	mu     sync.Mutex
+	limits Limits
+	gen    uint64 // bumped by SetLimits: older pooled states are discarded
+	free   []*runner
+	closed bool
+	watch  watcher
+}
+
+// NewEngine returns an engine with the given limits. The zero Limits means
+// DefaultLimits(); any other value must pass Validate, else NewEngine
+// panics (validate user-supplied limits first).
+func NewEngine(l Limits) *Engine {
+	if l == (Limits{}) {
+		l = DefaultLimits()
+	}
+	if err := l.Validate(); err != nil {
+		panic(err)
+	}
+	return &Engine{limits: l}
+}
+
+// SetLimits changes the limits for calls that start afterwards.
+func (e *Engine) SetLimits(l Limits) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.limits = l
+	e.gen++
+	old := e.free
+	e.free = nil
+	e.mu.Unlock()
+	for _, r := range old {
+		r.close()
+	}
+	return nil
+}
+
+// Limits returns the current limits.
+func (e *Engine) Limits() Limits {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.limits
+}
+
+// Close closes the pooled states. Calls still work afterwards but no longer
+// pool their states.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	e.closed = true
+	old := e.free
+	e.free = nil
+	e.mu.Unlock()
+	for _, r := range old {
+		r.close()
+	}
+}
+
+func (e *Engine) maxFree() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+func (e *Engine) get() *runner {
+	e.mu.Lock()
+	for len(e.free) > 0 {
+		r := e.free[len(e.free)-1]
+		e.free[len(e.free)-1] = nil
+		e.free = e.free[:len(e.free)-1]
+		if r.gen == e.gen {
+			e.mu.Unlock()
+			return r
+		}
+		r.close()
+	}
+	lim, gen := e.limits, e.gen
+	e.mu.Unlock()
+	return newRunner(e, lim, gen)
+}
+
+// put returns r to the pool, or closes it when it may be unhealthy.
+func (e *Engine) put(r *runner, healthy bool) {
+	if healthy {
+		e.mu.Lock()
+		if !e.closed && r.gen == e.gen && len(e.free) < e.maxFree() {
+			e.free = append(e.free, r)
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+	}
+	r.close()
+}
+
+// Handler is a compiled handler. It is immutable and may be shared by any
+// number of goroutines and engines.
+type Handler struct {
+	src      []byte
+	sha      string
+	proto    *lua.FunctionProto
+	hasIndex bool
+	hasQuery bool
+}
+
+// SHA returns the lowercase hex SHA1 of the source (what Redis SCRIPT LOAD
+// returns).
+func (h *Handler) SHA() string { return h.sha }
+
+// Source returns a copy of the handler's source.
+func (h *Handler) Source() []byte { return append([]byte(nil), h.src...) }
+
+// HasIndex reports whether the handler defines index.
+func (h *Handler) HasIndex() bool { return h.hasIndex }
+
+// HasQuery reports whether the handler defines query.
+func (h *Handler) HasQuery() bool { return h.hasQuery }
+
+// Call carries the context of one Apply, Index or Query.
+type Call struct {
+	Key    []byte
+	Time   int64  // ms: ctx.time
+	ID     string // ctx.id; also seeds math.random for apply
+	Accept bool   // first acceptance of an event: wall-clock timeout and memory bound apply; replays (false) use only the deterministic limits
+}
+
+// Load compiles src and runs its top-level chunk once in the sandbox (the
+// budget, wall-clock timeout and memory bound apply, so a top-level infinite
+// loop is refused), then checks that apply is a function and that index and
+// query, if defined, are functions. Failures are *Error with Func "load".
+func (e *Engine) Load(src []byte) (*Handler, error) {
+	sum := sha1.Sum(src)
+	h := &Handler{src: append([]byte(nil), src...), sha: hex.EncodeToString(sum[:])}
+	lim := e.Limits()
+	if len(src) > lim.MaxEventBytes {
+		return nil, &Error{Kind: ErrCompile, Func: "load", Msg: fmt.Sprintf("source of %d bytes exceeds %d bytes", len(src), lim.MaxEventBytes)}
+	}
+	proto, cerr := compileLua(src, chunkName)
+	if cerr != nil {
+		return nil, &Error{Kind: ErrCompile, Func: "load", Line: cerr.line, Msg: cerr.msg}
+	}
+	h.proto = proto
+	err := e.with(func(r *runner) *Error {
+		r.begin(&callSpec{fname: "load", accept: true, seed: h.sha, sha: h.sha})
+		if ferr := r.runChunk(proto); ferr != nil {
+			return ferr
+		}
+		if _, ok := r.global("apply").(*lua.LFunction); !ok {
+			return &Error{Kind: ErrNoApply, Func: "load", Msg: "apply is not defined as a function"}
+		}
+		for _, name := range []string{"index", "query"} {
+			switch r.global(name).(type) {
+			case *lua.LNilType:
+			case *lua.LFunction:
+				if name == "index" {
+					h.hasIndex = true
+				} else {
+					h.hasQuery = true
+				}
+			default:
+				return &Error{Kind: ErrRuntime, Func: "load", Msg: name + " is defined but is not a function"}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// with runs fn on a pooled runner, turning any panic that escapes
+// gopher-lua's own recovery into an error, and returns the runner to the
+// pool only if the call ended normally or with an ordinary script error.
+func (e *Engine) with(fn func(r *runner) *Error) (err *Error) {
+	r := e.get()
+	healthy := false
+	defer func() {
+		if rcv := recover(); rcv != nil {
+			err = &Error{Kind: ErrRuntime, Func: r.fname, Msg: sanitizeAddresses(fmt.Sprintf("internal error: %v", rcv))}
+			healthy = false
+		}
+		r.end()
+		e.put(r, healthy)
+		if err != nil && err.Kind == ErrMemory {
+			// What the script allocated is garbage now; collect it so that
+			// the heap bound does not keep failing other calls. GC cost is
+			// proportional to live memory, not to the garbage.
+			runtime.GC()
+		}
+	}()
+	err = fn(r)
+	healthy = err == nil || ((err.Kind == ErrRuntime || err.Kind == ErrNotData || err.Kind == ErrTags ||
+		err.Kind == ErrStateSize || err.Kind == ErrOutputSize || err.Kind == ErrNoApply) &&
+		!isInternal(err))
+	return err
+}
+
+func isInternal(err *Error) bool {
+	return len(err.Msg) >= 15 && err.Msg[:15] == "internal error:"
+}
+
+func (e *Engine) prepare(fname string, h *Handler, arg []byte, argName string) (Limits, *Error) {
+	lim := e.Limits()
+	if h == nil || h.proto == nil {
+		return lim, &Error{Kind: ErrNoApply, Func: fname, Msg: "no handler"}
+	}
+	if arg != nil && len(arg) > lim.MaxEventBytes {
+		return lim, &Error{Kind: ErrEventSize, Func: fname,
+			Msg: fmt.Sprintf("%s of %d bytes exceeds %d bytes", argName, len(arg), lim.MaxEventBytes)}
+	}
+	return lim, nil
+}
+
+// decodeState decodes the stored state into r's LState, charging the
+// budget for the tables it builds.
+func (r *runner) decodeState(state []byte) (lua.LValue, *Error) {
+	v, charge, err := decodeLua(r.L, state, r.bctx.budget-r.bctx.n)
+	r.bctx.n += charge
+	if err != nil && err != errDecodeBudget {
+		return nil, &Error{Kind: ErrCorrupt, Func: r.fname, Msg: "state: " + err.Error()}
+	}
+	if err != nil || r.bctx.n > r.bctx.budget {
+		r.bctx.stop = ErrBudget
+		return nil, &Error{Kind: ErrBudget, Func: r.fname, Msg: kindText(ErrBudget) + " while decoding the state"}
+	}
+	return v, nil
+}
+
+// encodeResult encodes a returned value after the call.
+func (r *runner) encodeResult(v lua.LValue, max int, lenient bool, sizeErr error, root string) ([]byte, *Error) {
+	b, charge, kind, msg := encodeLua(v, max, lenient, sizeErr, root)
+	r.bctx.n += charge
+	if kind == nil && r.bctx.n > r.bctx.budget {
+		kind, msg = ErrBudget, kindText(ErrBudget)+" while encoding the "+root
+	}
+	if kind != nil {
+		return nil, &Error{Kind: kind, Func: r.fname, Msg: msg}
+	}
+	return b, nil
+}
+
+// Apply runs apply(event, state, ctx). state is a canonical encoding (nil or
+// empty means a nil state). newState and output are canonical encodings
+// (NilValue() for nil) owned by the caller; the output is encoded
+// leniently: functions and userdata become nil (inside tables, their
+// entries are dropped, as are keys that are neither numbers nor strings).
+func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, output []byte, err error) {
+	lim, perr := e.prepare("apply", h, event, "event")
+	if perr != nil {
+		return nil, nil, perr
+	}
+	ferr := e.with(func(r *runner) *Error {
+		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		if ferr := r.runChunk(h.proto); ferr != nil {
+			return ferr
+		}
+		fn, ok := r.global("apply").(*lua.LFunction)
+		if !ok {
+			return &Error{Kind: ErrNoApply, Func: "apply", Msg: "apply is not defined as a function"}
+		}
+		sv, ferr := r.decodeState(state)
+		if ferr != nil {
+			return ferr
+		}
+		res, ferr := r.invoke(fn, 2, lua.LString(event), sv, r.ctxProxy)
+		if ferr != nil {
+			return ferr
+		}
+		if newState, ferr = r.encodeResult(res[1], lim.MaxStateBytes, false, ErrStateSize, "state"); ferr != nil {
+			return ferr
+		}
+		output, ferr = r.encodeResult(res[0], lim.MaxOutputBytes, true, ErrOutputSize, "output")
+		return ferr
+	})
+	if ferr != nil {
+		return nil, nil, ferr
+	}
+	return newState, output, nil
+}
+
+// Index runs index(state, key) and returns the tags sorted bytewise and
+// deduplicated. Tags are strings; numbers are converted as tostring does;
+// anything else is an ErrTags error. A handler without index returns nil,
+// nil.
+func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
+	lim, perr := e.prepare("index", h, nil, "")
+	if perr != nil {
+		return nil, perr
+	}
+	if !h.hasIndex {
+		return nil, nil
+	}
+	var tags []string
+	ferr := e.with(func(r *runner) *Error {
+		r.begin(&callSpec{fname: "index", accept: c.Accept, seed: string(c.Key), key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		if ferr := r.runChunk(h.proto); ferr != nil {
+			return ferr
+		}
+		fn, ok := r.global("index").(*lua.LFunction)
+		if !ok {
+			return &Error{Kind: ErrRuntime, Func: "index", Msg: "index is not defined as a function"}
+		}
+		sv, ferr := r.decodeState(state)
+		if ferr != nil {
+			return ferr
+		}
+		res, ferr := r.invoke(fn, 1, sv, lua.LString(c.Key))
+		if ferr != nil {
+			return ferr
+		}
+		tags, ferr = collectTags(res[0], lim)
+		return ferr
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	return tags, nil
+}
+
+func collectTags(v lua.LValue, lim Limits) ([]string, *Error) {
+	tagErr := func(format string, args ...any) *Error {
+		return &Error{Kind: ErrTags, Func: "index", Msg: fmt.Sprintf(format, args...)}
+	}
+	tb, ok := v.(*lua.LTable)
+	if !ok {
+		if v == lua.LNil {
+			return nil, nil
+		}
+		return nil, tagErr("index returned a %s, want a table of strings", v.Type().String())
+	}
+	// Refuse absurd tables before sorting them (Go work the budget does not
+	// see); duplicates get a generous margin.
+	count := 0
+	tb.ForEach(func(_, _ lua.LValue) { count++ })
+	if count > 4*lim.MaxTags+64 {
+		return nil, tagErr("index returned %d values, far more than the limit of %d tags", count, lim.MaxTags)
+	}
+	tags := make([]string, 0, count)
+	badType := "" // smallest offending type name: stable whatever the iteration order
+	tb.ForEach(func(_, v lua.LValue) {
+		switch v := v.(type) {
+		case lua.LString:
+			tags = append(tags, string(v))
+		case lua.LNumber:
+			tags = append(tags, numberToString(float64(v)))
+		default:
+			if t := v.Type().String(); badType == "" || t < badType {
+				badType = t
+			}
+		}
+	})
+	if badType != "" {
+		return nil, tagErr("index returned a tag that is a %s, want a string", badType)
+	}
+	sort.Strings(tags)
+	out := tags[:0]
+	for i, t := range tags {
+		if i > 0 && t == tags[i-1] {
+			continue
+		}
+		out = append(out, t)
+	}
+	if len(out) > lim.MaxTags {
+		return nil, tagErr("%d tags exceed the limit of %d", len(out), lim.MaxTags)
+	}
+	for _, t := range out {
+		if len(t) > lim.MaxTagBytes {
+			return nil, tagErr("tag of %d bytes exceeds the limit of %d", len(t), lim.MaxTagBytes)
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// Query runs query(request, state, ctx). It cannot change the state: the
+// state passed in is discarded afterwards. A handler without query returns
+// ErrNoQuery.
+func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte, err error) {
+	lim, perr := e.prepare("query", h, request, "request")
+	if perr != nil {
+		return nil, perr
+	}
+	if !h.hasQuery {
+		return nil, &Error{Kind: ErrNoQuery, Func: "query", Msg: "handler does not define function query"}
+	}
+	ferr := e.with(func(r *runner) *Error {
+		r.begin(&callSpec{fname: "query", accept: c.Accept, seed: string(c.Key), key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		if ferr := r.runChunk(h.proto); ferr != nil {
+			return ferr
+		}
+		fn, ok := r.global("query").(*lua.LFunction)
+		if !ok {
+			return &Error{Kind: ErrNoQuery, Func: "query", Msg: "query is not defined as a function"}
+		}
+		sv, ferr := r.decodeState(state)
+		if ferr != nil {
+			return ferr
+		}
+		res, ferr := r.invoke(fn, 1, lua.LString(request), sv, r.ctxProxy)
+		if ferr != nil {
+			return ferr
+		}
+		output, ferr = r.encodeResult(res[0], lim.MaxOutputBytes, true, ErrOutputSize, "output")
+		return ferr
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	return output, nil
+}
