@@ -26,6 +26,7 @@ type command struct {
 	run                        func(s *Server, c *client, args [][]byte, w *writer)
 	subcommands                map[string]*command // container commands only
 	parent                     *command
+	noAuth                     bool // allowed before AUTH
 }
 
 func (cmd *command) arityOK(n int) bool {
@@ -55,7 +56,21 @@ func buildCommands() map[string]*command {
 		parent.subcommands = map[string]*command{}
 		for _, sc := range subs {
 			sc.parent = parent
+			if sc.group == "" {
+				sc.group = parent.group
+			}
 			parent.subcommands[sc.name] = sc
+		}
+		if parent.subcommands["help"] == nil {
+			var lines []string
+			for _, sc := range parent.sortedSubcommands() {
+				lines = append(lines, strings.ToUpper(sc.name)+" "+sc.syntax, "    "+sc.summary)
+			}
+			lines = append(lines, "HELP", "    Print this help.")
+			help := &command{name: "help", group: parent.group, arity: 2, flags: []string{"loading", "stale"},
+				summary: "Returns helpful text about the different subcommands.", parent: parent,
+				run: helpReply(strings.ToUpper(parent.name), lines)}
+			parent.subcommands["help"] = help
 		}
 	}
 
@@ -75,24 +90,53 @@ func buildCommands() map[string]*command {
 	add(&command{name: "legion.dryrun", group: "legion", arity: 3, flags: []string{"readonly"}, firstKey: 1, lastKey: 1, keyStep: 1,
 		summary: "Runs apply without storing anything; returns [output, new state as JSON].", syntax: "key event", run: cmdDryRun})
 
-	script := add(&command{name: "script", group: "scripting", arity: -2, summary: "A container for handler commands."})
-	container(script,
-		&command{name: "load", group: "scripting", arity: 3, flags: []string{"noscript"},
+	container(add(&command{name: "script", group: "scripting", arity: -2, summary: "A container for handler commands."}),
+		&command{name: "load", arity: 3, flags: []string{"noscript"},
 			summary: "Compiles and stores a handler and makes it the active handler; returns its SHA1.", syntax: "script", run: cmdScriptLoad},
-		&command{name: "help", group: "scripting", arity: 2, flags: []string{"loading", "stale"},
-			summary: "Returns helpful text about the different subcommands.", run: helpReply("SCRIPT", []string{
-				"LOAD <script>", "    Compile and store a handler, make it the active handler, and return its SHA1.",
-				"HELP", "    Print this help.",
-			})},
 	)
 
 	// Connection commands.
 	add(&command{name: "ping", group: "connection", arity: -1, flags: []string{"fast"}, summary: "Returns the server's liveliness response.", syntax: "[message]", run: cmdPing})
 	add(&command{name: "echo", group: "connection", arity: 2, flags: []string{"fast"}, summary: "Returns the given string.", syntax: "message", run: cmdEcho})
-	add(&command{name: "hello", group: "connection", arity: -1, flags: []string{"fast", "noscript", "loading", "stale"},
+	add(&command{name: "quit", group: "connection", arity: -1, flags: []string{"fast", "noscript", "loading", "stale"}, noAuth: true,
+		summary: "Closes the connection.", run: cmdQuit})
+	add(&command{name: "hello", group: "connection", arity: -1, flags: []string{"fast", "noscript", "loading", "stale"}, noAuth: true,
 		summary: "Handshakes with the server: selects the protocol version and returns the connection's properties.",
 		syntax:  "[protover [AUTH username password] [SETNAME clientname]]", run: cmdHello})
-	add(&command{name: "quit", group: "connection", arity: -1, flags: []string{"fast"}, summary: "Closes the connection.", run: cmdQuit})
+	add(&command{name: "auth", group: "connection", arity: -2, flags: []string{"fast", "noscript", "loading", "stale"}, noAuth: true,
+		summary: "Authenticates the connection.", syntax: "[username] password", run: cmdAuth})
+	add(&command{name: "reset", group: "connection", arity: 1, flags: []string{"fast", "noscript", "loading", "stale"}, noAuth: true,
+		summary: "Resets the connection: protocol 2, no name, and unauthenticated if a password is set.", run: cmdReset})
+	add(&command{name: "select", group: "connection", arity: 2, flags: []string{"fast", "loading", "stale"},
+		summary: "Selects the database; Legion has only database 0.", syntax: "index", run: cmdSelect})
+	container(add(&command{name: "client", group: "connection", arity: -2, summary: "A container for client connection commands."}),
+		&command{name: "id", arity: 2, flags: []string{"fast", "noscript", "loading", "stale"}, summary: "Returns the unique client ID of the connection.", run: cmdClientID},
+		&command{name: "setname", arity: 3, flags: []string{"fast", "noscript", "loading", "stale"}, summary: "Sets the connection name.", syntax: "connection-name", run: cmdClientSetName},
+		&command{name: "getname", arity: 2, flags: []string{"fast", "noscript", "loading", "stale"}, summary: "Returns the connection name.", run: cmdClientGetName},
+		&command{name: "setinfo", arity: 4, flags: []string{"fast", "noscript", "loading", "stale"}, summary: "Sets information specific to the client or connection.", syntax: "LIB-NAME libname | LIB-VER libver", run: cmdClientSetInfo},
+		&command{name: "list", arity: -2, flags: []string{"admin", "noscript", "loading", "stale"}, summary: "Lists open connections.", syntax: "[TYPE NORMAL] [ID client-id ...]", run: cmdClientList},
+		&command{name: "info", arity: 2, flags: []string{"noscript", "loading", "stale"}, summary: "Returns information about the connection.", run: cmdClientInfo},
+		&command{name: "kill", arity: -3, flags: []string{"admin", "noscript", "loading", "stale"}, summary: "Terminates open connections.", syntax: "ip:port | [ID client-id] [ADDR ip:port] [LADDR ip:port] [USER username] [SKIPME yes|no]", run: cmdClientKill},
+	)
+
+	// Server commands.
+	add(&command{name: "dbsize", group: "server", arity: 1, flags: []string{"readonly", "fast"}, summary: "Returns the number of partitions.", run: cmdDBSize})
+	add(&command{name: "time", group: "server", arity: 1, flags: []string{"loading", "stale", "fast"}, summary: "Returns the server time.", run: cmdTime})
+	add(&command{name: "info", group: "server", arity: -1, flags: []string{"loading", "stale"}, summary: "Returns information and statistics about the server.",
+		syntax: "[section [section ...]]", run: cmdInfo})
+	container(add(&command{name: "config", group: "server", arity: -2, summary: "A container for server configuration commands."}),
+		&command{name: "get", arity: -3, flags: []string{"admin", "noscript", "loading", "stale"}, summary: "Returns the effective values of configuration parameters.", syntax: "parameter [parameter ...]", run: cmdConfigGet},
+		&command{name: "set", arity: -4, flags: []string{"admin", "noscript", "loading", "stale"}, summary: "Sets configuration parameters in-flight.", syntax: "parameter value [parameter value ...]", run: cmdConfigSet},
+		&command{name: "resetstat", arity: 2, flags: []string{"admin", "noscript", "loading", "stale"}, summary: "Resets the server's statistics.", run: cmdConfigResetStat},
+	)
+	cmdCmd := add(&command{name: "command", group: "server", arity: -1, flags: []string{"loading", "stale"}, summary: "Returns detailed information about all commands.", run: cmdCommand})
+	container(cmdCmd,
+		&command{name: "count", arity: 2, flags: []string{"loading", "stale"}, summary: "Returns a count of commands.", run: cmdCommandCount},
+		&command{name: "info", arity: -2, flags: []string{"loading", "stale"}, summary: "Returns information about one, multiple or all commands.", syntax: "[command-name [command-name ...]]", run: cmdCommandInfo},
+		&command{name: "docs", arity: -2, flags: []string{"loading", "stale"}, summary: "Returns documentary information about one, multiple or all commands.", syntax: "[command-name [command-name ...]]", run: cmdCommandDocs},
+		&command{name: "list", arity: -2, flags: []string{"loading", "stale"}, summary: "Returns a list of command names.", syntax: "[FILTERBY MODULE module-name | ACLCAT category | PATTERN pattern]", run: cmdCommandList},
+		&command{name: "getkeys", arity: -3, flags: []string{"loading", "stale"}, summary: "Extracts the key names from an arbitrary command.", syntax: "command [arg [arg ...]]", run: cmdCommandGetKeys},
+	)
 	return t
 }
 
@@ -274,9 +318,7 @@ func cmdEcho(s *Server, c *client, args [][]byte, w *writer) { w.bulk(args[1]) }
 
 func cmdQuit(s *Server, c *client, args [][]byte, w *writer) {
 	w.ok()
-	c.conn.WriteRaw(w.b)
-	w.reset()
-	c.conn.Close()
+	w.closeAfter = true
 }
 
 // helpReply returns a HELP subcommand answering with lines of text.
@@ -289,81 +331,4 @@ func helpReply(container string, lines []string) func(*Server, *client, [][]byte
 			w.status(l)
 		}
 	}
-}
-
-func cmdHello(s *Server, c *client, args [][]byte, w *writer) {
-	resp3 := w.resp3
-	if len(args) > 1 {
-		v, err := strconv.Atoi(string(args[1]))
-		if err != nil {
-			w.errorLine("ERR Protocol version is not an integer or out of range")
-			return
-		}
-		if v != 2 && v != 3 {
-			w.errorLine("NOPROTO unsupported protocol version")
-			return
-		}
-		resp3 = v == 3
-	}
-	var name []byte
-	setName := false
-	for i := 2; i < len(args); i++ {
-		switch strings.ToUpper(string(args[i])) {
-		case "AUTH":
-			if i+2 >= len(args) {
-				w.errorf("ERR Syntax error in HELLO option '%s'", args[i])
-				return
-			}
-			i += 2 // no password is configured: any credentials are accepted, as Redis does without requirepass for the default user
-		case "SETNAME":
-			if i+1 >= len(args) {
-				w.errorf("ERR Syntax error in HELLO option '%s'", args[i])
-				return
-			}
-			name, setName = args[i+1], true
-			i++
-		default:
-			w.errorf("ERR Syntax error in HELLO option '%s'", args[i])
-			return
-		}
-	}
-	if setName {
-		if !validClientName(name) {
-			w.errorLine("ERR Client names cannot contain spaces, newlines or special characters.")
-			return
-		}
-		c.mu.Lock()
-		c.name = string(name)
-		c.mu.Unlock()
-	}
-	w.resp3 = resp3
-	proto := int64(2)
-	if resp3 {
-		proto = 3
-	}
-	w.mapHeader(7)
-	w.bulkString("server")
-	w.bulkString("legion")
-	w.bulkString("version")
-	w.bulkString(s.cfg.Version)
-	w.bulkString("proto")
-	w.integer(proto)
-	w.bulkString("id")
-	w.integer(c.id)
-	w.bulkString("mode")
-	w.bulkString("standalone")
-	w.bulkString("role")
-	w.bulkString("master")
-	w.bulkString("modules")
-	w.array(0)
-}
-
-// validClientName applies Redis's rule: printable ASCII without spaces.
-func validClientName(name []byte) bool {
-	for _, b := range name {
-		if b < '!' || b > '~' {
-			return false
-		}
-	}
-	return true
 }

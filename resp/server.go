@@ -5,6 +5,8 @@
 package resp
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,15 +22,40 @@ import (
 	"github.com/tidwall/redcon"
 )
 
-// Config configures a Server.
+// Config configures a Server. Zero fields take the defaults noted.
 type Config struct {
 	// Logger receives connection and command failures. Default: discard.
 	Logger *slog.Logger
-	// Version is reported by HELLO and INFO.
+	// Version is reported by HELLO and INFO. Default legion.Version.
 	Version string
 	// ShutdownTimeout bounds how long Shutdown waits for in-flight
 	// commands. Default 10s.
 	ShutdownTimeout time.Duration
+	// RequirePass, if set, is the password of the "default" user: every
+	// command but AUTH, HELLO, QUIT and RESET answers -NOAUTH until the
+	// connection authenticates.
+	RequirePass string
+	// ProtectedMode refuses connections from non-loopback addresses while
+	// no password is set, as Redis does. legion-server turns it on by
+	// default (--protected-mode yes).
+	ProtectedMode bool
+	// MaxClients bounds simultaneous connections. Default 10000.
+	MaxClients int
+	// MaxBulkBytes bounds one argument (proto-max-bulk-len). Default 512 MiB.
+	MaxBulkBytes int64
+	// MaxMultibulk bounds the arguments of one command. Default 1048576.
+	MaxMultibulk int64
+	// IdleTimeout closes a connection idle this long; 0 never does.
+	IdleTimeout time.Duration
+	// WriteTimeout drops a client whose reply cannot be written for this
+	// long (a vanished or stuck reader). Default 60s.
+	WriteTimeout time.Duration
+	// Port and Bind are reported by INFO and CONFIG GET.
+	Port int
+	Bind string
+	// Settings adds read-only parameters to CONFIG GET (for example the
+	// data dir and fsync mode of the process).
+	Settings map[string]string
 }
 
 // Server serves one DB over RESP. Create it with New, run it with Serve,
@@ -39,6 +66,12 @@ type Server struct {
 	logger   *slog.Logger
 	commands map[string]*command // by lower-case name; built per server
 	started  time.Time
+	runID    string
+
+	lim           limits
+	maxClients    atomic.Int64
+	requirePass   atomic.Pointer[string]
+	protectedMode atomic.Bool
 
 	rs       *redcon.Server
 	lnMu     sync.Mutex
@@ -56,7 +89,8 @@ type Server struct {
 type serverStats struct {
 	connections atomic.Int64 // accepted since start
 	commands    atomic.Int64 // processed since start
-	rejected    atomic.Int64 // connections refused
+	rejected    atomic.Int64 // connections refused (max clients, protected mode)
+	errors      atomic.Int64 // error replies
 }
 
 // New returns a server for db.
@@ -70,13 +104,34 @@ func New(db *legion.DB, cfg Config) *Server {
 	if cfg.Version == "" {
 		cfg.Version = legion.Version
 	}
+	if cfg.MaxClients == 0 {
+		cfg.MaxClients = 10000
+	}
+	if cfg.MaxBulkBytes == 0 {
+		cfg.MaxBulkBytes = 512 << 20
+	}
+	if cfg.MaxMultibulk == 0 {
+		cfg.MaxMultibulk = 1 << 20
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 60 * time.Second
+	}
 	s := &Server{
 		db:      db,
 		cfg:     cfg,
 		logger:  cfg.Logger,
 		started: time.Now(),
+		runID:   newRunID(),
 		clients: make(map[int64]*client),
 	}
+	s.lim.maxBulk.Store(cfg.MaxBulkBytes)
+	s.lim.maxMultibulk.Store(cfg.MaxMultibulk)
+	s.lim.idle.Store(int64(cfg.IdleTimeout))
+	s.lim.writeTimeout.Store(int64(cfg.WriteTimeout))
+	s.maxClients.Store(int64(cfg.MaxClients))
+	pass := cfg.RequirePass
+	s.requirePass.Store(&pass)
+	s.protectedMode.Store(cfg.ProtectedMode)
 	s.commands = buildCommands()
 	return s
 }
@@ -86,11 +141,16 @@ type client struct {
 	id      int64
 	conn    redcon.Conn
 	addr    string
+	laddr   string
 	created time.Time
-	w       writer
+	w       writer // owned by the connection's goroutine
+	authed  bool   // owned by the connection's goroutine
 
 	mu      sync.Mutex // guards the fields below, read by CLIENT LIST from other connections
 	name    string
+	libName string
+	libVer  string
+	resp3   bool
 	lastCmd string
 	lastAt  time.Time
 }
@@ -107,7 +167,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.rs = redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.serveRESP, s.accept, s.closed)
 	rs := s.rs
 	s.lnMu.Unlock()
-	err := rs.Serve(ln)
+	err := rs.Serve(guardListener{Listener: ln, lim: &s.lim})
 	if s.closing.Load() {
 		return nil
 	}
@@ -124,20 +184,54 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// protectedMessage is Redis's explanation, adapted to Legion.
+const protectedMessage = "DENIED Legion is running in protected mode because protected mode is enabled and no password is set for the default user. " +
+	"In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Legion you may adopt one of the following solutions: " +
+	"1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Legion from the same host the server is running, however MAKE SURE Legion is not publicly accessible from internet if you do so. " +
+	"2) Alternatively you can just disable the protected mode by setting LEGION_PROTECTED_MODE=no or protected-mode = \"no\" in the configuration file, and restarting the server. " +
+	"3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. " +
+	"4) Set up an authentication password for the default user (--requirepass). " +
+	"NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside."
+
 func (s *Server) accept(conn redcon.Conn) bool {
+	if s.protectedMode.Load() && *s.requirePass.Load() == "" && !isLoopback(conn.RemoteAddr()) {
+		s.stats.rejected.Add(1)
+		conn.WriteError(protectedMessage)
+		return false // redcon flushes the error and closes the connection
+	}
+	s.clientsMu.Lock()
+	if int64(len(s.clients)) >= s.maxClients.Load() {
+		s.clientsMu.Unlock()
+		s.stats.rejected.Add(1)
+		conn.WriteError("ERR max number of clients reached")
+		return false
+	}
 	c := &client{
 		id:      s.nextID.Add(1),
 		conn:    conn,
 		addr:    conn.RemoteAddr(),
 		created: time.Now(),
 	}
+	if nc := conn.NetConn(); nc != nil {
+		c.laddr = nc.LocalAddr().String()
+	}
 	c.lastAt = c.created
-	conn.SetContext(c)
-	s.clientsMu.Lock()
 	s.clients[c.id] = c
 	s.clientsMu.Unlock()
+	conn.SetContext(c)
 	s.stats.connections.Add(1)
 	return true
+}
+
+// isLoopback reports whether a "host:port" address is on the loopback
+// interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (s *Server) closed(conn redcon.Conn, err error) {
@@ -148,7 +242,7 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 	s.clientsMu.Lock()
 	delete(s.clients, c.id)
 	s.clientsMu.Unlock()
-	if err != nil && !errors.Is(err, net.ErrClosed) {
+	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errGuardClosed) {
 		s.logger.Debug("connection closed", "client", c.id, "addr", c.addr, "err", err)
 	}
 }
@@ -168,6 +262,10 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	w.reset()
 	s.run(c, cmd.Args, w)
 	conn.WriteRaw(w.b)
+	if w.closeAfter {
+		conn.Close() // flushes the reply first
+		return
+	}
 	if s.closing.Load() {
 		// Shutdown waits for in-flight commands and then closes the
 		// connections: flush this reply before saying we are done.
@@ -192,6 +290,9 @@ func (s *Server) run(c *client, args [][]byte, w *writer) {
 		return
 	}
 	s.dispatch(c, args, w)
+	if len(w.b) > 0 && w.b[0] == '-' {
+		s.stats.errors.Add(1)
+	}
 }
 
 // dispatch finds the command (or subcommand) for args, checks its arity
@@ -199,10 +300,18 @@ func (s *Server) run(c *client, args [][]byte, w *writer) {
 func (s *Server) dispatch(c *client, args [][]byte, w *writer) {
 	cmd, ok := s.commands[strings.ToLower(string(args[0]))]
 	if !ok {
+		if !c.authed && *s.requirePass.Load() != "" {
+			w.errorLine("NOAUTH Authentication required.")
+			return
+		}
 		w.errorLine(unknownCommand(args))
 		return
 	}
-	if cmd.subcommands != nil {
+	if cmd.subcommands != nil && (len(args) > 1 || cmd.run == nil) {
+		if !c.authed && !cmd.noAuth && *s.requirePass.Load() != "" {
+			w.errorLine("NOAUTH Authentication required.")
+			return
+		}
 		if len(args) < 2 {
 			w.errorf("ERR wrong number of arguments for '%s' command", cmd.name)
 			return
@@ -213,6 +322,10 @@ func (s *Server) dispatch(c *client, args [][]byte, w *writer) {
 			return
 		}
 		cmd = sub
+	}
+	if !c.authed && !cmd.noAuth && *s.requirePass.Load() != "" {
+		w.errorLine("NOAUTH Authentication required.")
+		return
 	}
 	if !cmd.arityOK(len(args)) {
 		w.errorf("ERR wrong number of arguments for '%s' command", cmd.fullName())
@@ -262,4 +375,12 @@ func (s *Server) Shutdown() error {
 		}
 	}
 	return err
+}
+
+func newRunID() string {
+	var b [20]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return strings.Repeat("0", 40)
+	}
+	return hex.EncodeToString(b[:])
 }

@@ -12,11 +12,12 @@ import (
 // dispatcher sends it only after the handler returned, so a handler that
 // fails half-way (or panics) never leaves half a reply on the wire.
 type writer struct {
-	b     []byte
-	resp3 bool // the connection chose protocol 3 with HELLO
+	b          []byte
+	resp3      bool // the connection chose protocol 3 with HELLO
+	closeAfter bool // close the connection once this reply is written
 }
 
-func (w *writer) reset() { w.b = w.b[:0] }
+func (w *writer) reset() { w.b, w.closeAfter = w.b[:0], false }
 
 func (w *writer) bulk(b []byte)             { w.b = redcon.AppendBulk(w.b, b) }
 func (w *writer) bulkString(s string)       { w.b = redcon.AppendBulkString(w.b, s) }

@@ -1,0 +1,206 @@
+package resp
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Protocol limits. redcon reads whole commands into memory without bounds,
+// so every connection passes through a guard that follows the RESP headers
+// as they arrive and refuses, before the payload is buffered, a bulk string
+// or multibulk larger than configured — with Redis's own error wording.
+const (
+	maxInlineBytes = 64 << 10 // as Redis: an inline command is one line of at most 64 KiB
+	maxHeaderBytes = 32       // "*" or "$" plus a 64-bit decimal and CRLF fits easily
+)
+
+var errGuardClosed = errors.New("resp: connection closed by the protocol guard")
+
+type scanState uint8
+
+const (
+	stStart       scanState = iota // before a command
+	stInline                       // inside an inline command line
+	stMultiHeader                  // inside "*<n>\r\n"
+	stBulkStart                    // expecting "$" of the next argument
+	stBulkHeader                   // inside "$<n>\r\n"
+	stBulkData                     // skipping an argument's bytes and CRLF
+	stPassthrough                  // malformed input: redcon reports it
+)
+
+// limits are the protocol limits, changeable at run time (CONFIG SET).
+type limits struct {
+	maxBulk      atomic.Int64 // proto-max-bulk-len
+	maxMultibulk atomic.Int64 // arguments per command
+	idle         atomic.Int64 // timeout: close a client idle this long (ns); 0 = never
+	writeTimeout atomic.Int64 // ns a blocked reply write may take before the client is dropped
+}
+
+// guardConn wraps an accepted connection: it enforces the protocol limits
+// on what is read, applies the idle timeout, and bounds blocked writes so a
+// vanished client cannot hold its goroutine and buffers forever.
+type guardConn struct {
+	net.Conn
+	lim *limits
+
+	state     scanState
+	num       int64 // header number being parsed
+	neg       bool
+	headerLen int
+	args      int64 // arguments left in the current multibulk
+	skip      int64 // bytes left in the current bulk, CRLF included
+	inline    int
+	refused   bool
+}
+
+func (g *guardConn) Read(p []byte) (int, error) {
+	if g.refused {
+		return 0, errGuardClosed
+	}
+	if idle := time.Duration(g.lim.idle.Load()); idle > 0 {
+		g.Conn.SetReadDeadline(time.Now().Add(idle))
+	}
+	n, err := g.Conn.Read(p)
+	if n > 0 {
+		if msg := g.scan(p[:n]); msg != "" {
+			g.refused = true
+			g.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			g.Conn.Write([]byte("-ERR Protocol error: " + msg + "\r\n"))
+			g.Conn.Close()
+			return 0, errGuardClosed
+		}
+	}
+	return n, err
+}
+
+func (g *guardConn) Write(p []byte) (int, error) {
+	if wt := time.Duration(g.lim.writeTimeout.Load()); wt > 0 {
+		g.Conn.SetWriteDeadline(time.Now().Add(wt))
+	}
+	return g.Conn.Write(p)
+}
+
+// scan advances the header state machine over b and returns a Redis
+// protocol error message when a limit is exceeded.
+func (g *guardConn) scan(b []byte) string {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch g.state {
+		case stPassthrough:
+			return ""
+		case stStart:
+			switch c {
+			case '*':
+				g.beginHeader(stMultiHeader)
+			case '\r', '\n':
+			default:
+				g.state, g.inline = stInline, 1
+			}
+		case stInline:
+			if c == '\n' {
+				g.state = stStart
+				continue
+			}
+			if g.inline++; g.inline > maxInlineBytes {
+				return "too big inline request"
+			}
+		case stMultiHeader, stBulkHeader:
+			if c == '\r' {
+				continue
+			}
+			if c == '\n' {
+				if msg := g.endHeader(); msg != "" {
+					return msg
+				}
+				continue
+			}
+			if g.headerLen++; g.headerLen > maxHeaderBytes {
+				if g.state == stMultiHeader {
+					return "invalid multibulk length"
+				}
+				return "invalid bulk length"
+			}
+			switch {
+			case c == '-' && g.headerLen == 1:
+				g.neg = true
+			case c >= '0' && c <= '9':
+				if g.num > (1<<62)/10 {
+					g.num = 1 << 62 // saturate: certainly over any limit
+				} else {
+					g.num = g.num*10 + int64(c-'0')
+				}
+			default:
+				g.state = stPassthrough // redcon answers the malformed header
+			}
+		case stBulkStart:
+			if c != '$' {
+				g.state = stPassthrough
+				continue
+			}
+			g.beginHeader(stBulkHeader)
+		case stBulkData:
+			// Skip as much of the payload as this read holds at once.
+			n := int64(len(b) - i)
+			if n > g.skip {
+				n = g.skip
+			}
+			g.skip -= n
+			i += int(n) - 1
+			if g.skip == 0 {
+				g.nextArg()
+			}
+		}
+	}
+	return ""
+}
+
+func (g *guardConn) beginHeader(s scanState) {
+	g.state, g.num, g.neg, g.headerLen = s, 0, false, 0
+}
+
+func (g *guardConn) endHeader() string {
+	n := g.num
+	if g.neg {
+		n = -n
+	}
+	if g.state == stMultiHeader {
+		if n > g.lim.maxMultibulk.Load() {
+			return "invalid multibulk length"
+		}
+		if n <= 0 {
+			g.state = stStart
+			return ""
+		}
+		g.args, g.state = n, stBulkStart
+		return ""
+	}
+	if n < 0 || n > g.lim.maxBulk.Load() {
+		return "invalid bulk length"
+	}
+	g.skip, g.state = n+2, stBulkData
+	return ""
+}
+
+func (g *guardConn) nextArg() {
+	if g.args--; g.args > 0 {
+		g.state = stBulkStart
+	} else {
+		g.state = stStart
+	}
+}
+
+// guardListener wraps every accepted connection in a guardConn.
+type guardListener struct {
+	net.Listener
+	lim *limits
+}
+
+func (l guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &guardConn{Conn: c, lim: l.lim}, nil
+}
