@@ -52,6 +52,7 @@ type server struct {
 	Addr    string
 	DataDir string
 	args    []string
+	wrap    []string // command prefix, e.g. ip netns exec NAME
 
 	mu     sync.Mutex
 	log    strings.Builder // everything the process wrote to stderr
@@ -64,8 +65,15 @@ var readyLine = regexp.MustCompile(`msg="legion-server ready" addr=(\S+)`)
 // ("" = in memory) and extra flags, and waits until it serves.
 func startServer(t testing.TB, dataDir string, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, DataDir: dataDir}
-	s.args = append([]string{"--port", "0", "--log-level", "debug"}, extra...)
+	return startServerIn(t, nil, dataDir, extra...)
+}
+
+// startServerIn is startServer with the process started through wrap
+// (for example inside a network namespace).
+func startServerIn(t testing.TB, wrap []string, dataDir string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, DataDir: dataDir, wrap: wrap}
+	s.args = append([]string{"--port", "0", "--admin-port", "-1", "--log-level", "debug"}, extra...)
 	if dataDir == "" {
 		s.args = append(s.args, "--in-memory")
 	} else {
@@ -78,7 +86,8 @@ func startServer(t testing.TB, dataDir string, extra ...string) *server {
 
 func (s *server) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(serverBin, s.args...)
+	argv := append(append(append([]string(nil), s.wrap...), serverBin), s.args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		s.t.Fatal(err)
