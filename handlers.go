@@ -2,9 +2,9 @@ package legion
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +24,10 @@ type handlerRegistry struct {
 	mu     sync.Mutex // guards bySHA and serializes activations
 	bySHA  map[[20]byte]*handler
 	active atomic.Pointer[handler]
+	// inUse is held shared by every Apply from reading the active handler
+	// until its batch is applied, and exclusively by FlushHandlers, so a
+	// version is never dropped while a write that references it is in flight.
+	inUse sync.RWMutex
 }
 
 func (r *handlerRegistry) init() { r.bySHA = make(map[[20]byte]*handler) }
@@ -67,8 +71,17 @@ func (db *DB) LoadScript(src []byte) (string, error) {
 	return h.SHA(), db.activate(sha, h, src)
 }
 
-// activate stores the handler if new and makes it active.
+// activate stores the handler if new and makes it active; a change of
+// active handler starts a background re-index.
 func (db *DB) activate(sha [20]byte, h *scripting.Handler, src []byte) error {
+	if err := db.activateLocked(sha, h, src); err != nil {
+		return err
+	}
+	db.reindex.wake()
+	return nil
+}
+
+func (db *DB) activateLocked(sha [20]byte, h *scripting.Handler, src []byte) error {
 	r := &db.handlers
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -158,6 +171,10 @@ type HandlerInfo struct {
 	SHA      string
 	LoadedAt int64 // ms since the epoch
 	Active   bool
+	// References counts the stored deltas (pending events, or folded
+	// events not yet compacted into a snapshot) that replay with this
+	// version; a referenced version is never flushed.
+	References int64
 }
 
 // Handlers lists the stored handler versions, oldest first.
@@ -173,7 +190,11 @@ func (db *DB) Handlers() ([]HandlerInfo, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, HandlerInfo{SHA: shaHex(sha), LoadedAt: t, Active: active != nil && active.sha == sha})
+		refs, err := db.store.Counter(refCounter(sha))
+		if err != nil {
+			return err
+		}
+		out = append(out, HandlerInfo{SHA: shaHex(sha), LoadedAt: t, Active: active != nil && active.sha == sha, References: refs})
 		return nil
 	})
 	sort.SliceStable(out, func(i, j int) bool { return out[i].LoadedAt < out[j].LoadedAt })
@@ -188,4 +209,106 @@ func (db *DB) ActiveHandler() string {
 	return ""
 }
 
-var errNoIndex = errors.New("legion: handler has no index function")
+// HandlerSource returns the source of a stored handler version.
+func (db *DB) HandlerSource(sha string) ([]byte, error) {
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.leave()
+	id, err := parseSHA(sha)
+	if err != nil {
+		return nil, err
+	}
+	rec, ok, err := db.store.GetHandler(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownHandler, sha)
+	}
+	_, src, err := decodeHandler(rec)
+	return src, err
+}
+
+// HandlerExists reports which of the SHAs are stored handler versions.
+func (db *DB) HandlerExists(shas ...string) ([]bool, error) {
+	if err := db.enter(); err != nil {
+		return nil, err
+	}
+	defer db.leave()
+	out := make([]bool, len(shas))
+	for i, sha := range shas {
+		id, err := parseSHA(strings.ToLower(sha))
+		if err != nil {
+			continue
+		}
+		_, ok, err := db.store.GetHandler(id)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ok
+	}
+	return out, nil
+}
+
+// UseHandler makes a stored handler version the active one again (a roll
+// back or forward); partitions are re-indexed in the background.
+func (db *DB) UseHandler(sha string) error {
+	if err := db.enter(); err != nil {
+		return err
+	}
+	defer db.leave()
+	id, err := parseSHA(strings.ToLower(sha))
+	if err != nil {
+		return err
+	}
+	e, err := db.handler(id)
+	if err != nil {
+		return err
+	}
+	return db.activate(id, e.h, nil)
+}
+
+// FlushHandlers drops every stored handler version that is neither active
+// nor referenced by a stored delta, and returns how many it dropped.
+func (db *DB) FlushHandlers() (int, error) {
+	if err := db.enter(); err != nil {
+		return 0, err
+	}
+	defer db.leave()
+	r := &db.handlers
+	r.inUse.Lock()
+	defer r.inUse.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	active := r.active.Load()
+	var drop [][20]byte
+	err := db.store.Handlers(func(sha [20]byte, _ []byte) error {
+		if active != nil && active.sha == sha {
+			return nil
+		}
+		refs, err := db.store.Counter(refCounter(sha))
+		if err != nil {
+			return err
+		}
+		if refs == 0 {
+			drop = append(drop, sha)
+		}
+		return nil
+	})
+	if err != nil || len(drop) == 0 {
+		return 0, err
+	}
+	b := db.store.NewBatch()
+	defer b.Close()
+	for _, sha := range drop {
+		b.DeleteHandler(sha)
+	}
+	if err := b.Commit(); err != nil {
+		return 0, err
+	}
+	for _, sha := range drop {
+		delete(r.bySHA, sha)
+	}
+	return len(drop), nil
+}

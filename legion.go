@@ -13,7 +13,6 @@
 package legion
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -191,6 +190,7 @@ type DB struct {
 
 	handlers handlerRegistry
 	cache    *partitionCache
+	reindex  reindexer
 
 	seed  maphash.Seed
 	locks [lockStripes]sync.Mutex
@@ -251,6 +251,10 @@ func Open(cfg Config) (*DB, error) {
 		st.Close()
 		return nil, err
 	}
+	db.reindex.start(db)
+	// Resume a re-index that a restart interrupted (run returns at once
+	// if the last one finished for the active handler).
+	db.reindex.wake()
 	return db, nil
 }
 
@@ -312,6 +316,7 @@ func (db *DB) Close() error {
 	}
 	db.closeMu.Unlock()
 	db.inflight.Wait()
+	db.reindex.close()
 	err := db.compactCached()
 	db.engine.Close()
 	return errors.Join(err, db.store.Close())
@@ -391,4 +396,29 @@ func (db *DB) Stats() Stats {
 	}
 }
 
-var _ = context.Background
+
+// StorageStats describes the node's stored data.
+type StorageStats struct {
+	DiskBytes uint64 // bytes used by pebble on disk (or in memory)
+	Fsync     FsyncMode
+	DataDir   string
+	InMemory  bool
+}
+
+// StorageStats returns the node's storage figures.
+func (db *DB) StorageStats() StorageStats {
+	return StorageStats{
+		DiskBytes: db.store.Pebble().Metrics().DiskSpaceUsage(),
+		Fsync:     db.cfg.Fsync,
+		DataDir:   db.cfg.DataDir,
+		InMemory:  db.cfg.InMemory || db.cfg.FS != nil,
+	}
+}
+
+// Limits returns the handler limits in force.
+func (db *DB) Limits() scripting.Limits { return db.engine.Limits() }
+
+// SetLimits changes the handler limits for calls that start afterwards.
+// Deterministic limits (instruction budget, sizes, depth) decide what an
+// event does on replay: every replica of a partition must use the same.
+func (db *DB) SetLimits(l scripting.Limits) error { return db.engine.SetLimits(l) }

@@ -20,9 +20,38 @@ type partition struct {
 	key    []byte
 	ps     *crdt.PowerState
 	tags   index.Tags
-	log    []crdt.ID // folded deltas stored as records after the snapshot
-	logLen int       // their encoded bytes
-	exists bool      // the store holds records for it
+	log    []logEntry // folded deltas stored as records after the snapshot
+	logLen int        // their encoded bytes
+	exists bool       // the store holds records for it
+}
+
+// logEntry is a folded delta whose record still follows the snapshot.
+type logEntry struct {
+	id  crdt.ID
+	sha [20]byte // handler of an Event delta; zero for Join/Unjoin
+}
+
+// deltaSHA returns the handler SHA an Event delta references.
+func deltaSHA(d crdt.Delta) ([20]byte, bool) {
+	if d.Kind != crdt.KindEvent {
+		return [20]byte{}, false
+	}
+	ev, err := decodeEvent(d.Payload)
+	if err != nil {
+		return [20]byte{}, false
+	}
+	return ev.sha, true
+}
+
+// refCounter names the persistent count of stored deltas that reference
+// handler sha; SCRIPT FLUSH never drops a version whose count is not 0.
+func refCounter(sha [20]byte) string { return "refs/" + shaHex(sha) }
+
+// countRef adjusts the reference count of the handler of d by n.
+func countRef(b *store.Batch, d crdt.Delta, n int64) {
+	if sha, ok := deltaSHA(d); ok {
+		b.AddCounter(refCounter(sha), n)
+	}
 }
 
 // size estimates the memory the partition holds, for the cache bound.
@@ -44,6 +73,12 @@ const maxLogRecords = 256
 // load returns the partition of key, from the cache or the store. The
 // caller holds the key's lock.
 func (db *DB) load(slot uint16, key []byte) (*partition, error) {
+	return db.loadPartition(slot, key, true)
+}
+
+// loadPartition is load; with cache false a partition read from the store
+// is not added to the cache (background scans must not evict hot data).
+func (db *DB) loadPartition(slot uint16, key []byte, cache bool) (*partition, error) {
 	if p := db.cache.get(key); p != nil {
 		return p, nil
 	}
@@ -59,7 +94,9 @@ func (db *DB) load(slot uint16, key []byte) (*partition, error) {
 	if err := db.restore(p, recs); err != nil {
 		return nil, fmt.Errorf("partition %q: %w", key, err)
 	}
-	db.cache.put(p)
+	if cache {
+		db.cache.put(p)
+	}
 	return p, nil
 }
 
@@ -73,14 +110,19 @@ func (db *DB) restore(p *partition, recs store.PartitionRecords) error {
 		return fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
 	}
 	pending := make([]crdt.Pending, 0, len(recs.Deltas))
-	sizes := make(map[crdt.ID]int, len(recs.Deltas))
+	type stored struct {
+		size int
+		sha  [20]byte
+	}
+	byID := make(map[crdt.ID]stored, len(recs.Deltas))
 	for _, r := range recs.Deltas {
 		d, err := crdt.DecodePending(r.Value)
 		if err != nil {
 			return fmt.Errorf("%w: delta: %v", ErrCorrupt, err)
 		}
 		pending = append(pending, d)
-		sizes[d.ID] = len(r.Value)
+		sha, _ := deltaSHA(d.Delta)
+		byID[d.ID] = stored{len(r.Value), sha}
 	}
 	replay, fatal := db.replayApply(p.key)
 	ps, folded, err := crdt.Restore(inf, pending, replay)
@@ -91,8 +133,9 @@ func (db *DB) restore(p *partition, recs store.PartitionRecords) error {
 		return *fatal
 	}
 	for _, f := range folded {
-		p.log = append(p.log, f.ID)
-		p.logLen += sizes[f.ID]
+		st := byID[f.ID]
+		p.log = append(p.log, logEntry{id: f.ID, sha: st.sha})
+		p.logLen += st.size
 		if f.Err != nil {
 			db.logger.Warn("replayed event failed again", "key", p.key, "id", f.ID.String(), "err", f.Err)
 		}
@@ -147,11 +190,20 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	active, err := db.activeHandler()
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	// Hold the handler versions in use until the batch that references the
+	// active one is applied, so FlushHandlers cannot drop it meanwhile.
+	db.handlers.inUse.RLock()
+	inUse := true
+	defer func() {
+		if inUse {
+			db.handlers.inUse.RUnlock()
+		}
+	}()
+	active, err := db.activeHandler()
+	if err != nil {
 		return nil, err
 	}
 	slot := store.Slot(key)
@@ -233,6 +285,8 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 	db.cache.put(p)
 	mu.Unlock()
 	locked = false
+	db.handlers.inUse.RUnlock()
+	inUse = false
 
 	if err := b.Wait(); err != nil {
 		return nil, err
@@ -252,23 +306,33 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 // an operation that created delta d with id created (if any), given the
 // pending deltas before it and the deltas it folded. Folded deltas become
 // log records (with every participant's ack, so a reload refolds them)
-// until the log outgrows the state, when a snapshot replaces the log.
+// until the log outgrows the state, when a snapshot replaces the log. Every
+// delta record added or removed adjusts its handler's reference count.
 func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, created crdt.ID, d crdt.Delta, folded []crdt.Folded) {
 	inf := p.ps.Infimum()
-	wasPending := make(map[crdt.ID]crdt.Pending, len(before))
-	for _, pd := range before {
-		wasPending[pd.ID] = pd
+	var wasPending map[crdt.ID]crdt.Pending
+	if len(before) > 0 {
+		wasPending = make(map[crdt.ID]crdt.Pending, len(before))
+		for _, pd := range before {
+			wasPending[pd.ID] = pd
+		}
 	}
 	// Every participant at any point of the fold has acknowledged it.
 	acks := inf.Participants
-	var logRecs [][]byte
-	var logIDs []crdt.ID
+	type logRec struct {
+		pd        crdt.Pending
+		rec       []byte
+		wasStored bool
+	}
+	var recs []logRec
 	logLen := 0
 	for _, f := range folded {
 		pd, ok := wasPending[f.ID]
-		if !ok && f.ID == created {
+		switch {
+		case ok:
+		case f.ID == created:
 			pd = crdt.Pending{ID: created, Delta: d}
-		} else if !ok {
+		default:
 			continue
 		}
 		pd.Acks = unionNodes(pd.Acks, acks)
@@ -276,29 +340,36 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 			pd.Acks = unionNodes(pd.Acks, []crdt.NodeID{pd.Delta.Node})
 		}
 		rec := pd.AppendBinary(nil)
-		logRecs = append(logRecs, rec)
-		logIDs = append(logIDs, f.ID)
+		recs = append(recs, logRec{pd, rec, ok})
 		logLen += len(rec)
 	}
 
 	keyBuf := make([]byte, 0, 32)
-	if !p.exists || len(p.log)+len(logIDs) > maxLogRecords || p.logLen+logLen >= len(inf.Value) {
+	if !p.exists || len(p.log)+len(recs) > maxLogRecords || p.logLen+logLen >= len(inf.Value) {
 		b.PutSnapshot(p.slot, p.key, inf.AppendBinary(nil))
 		db.stats.snapshots.Add(1)
-		for _, id := range p.log {
-			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id))
+		for _, e := range p.log {
+			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], e.id))
+			if e.sha != ([20]byte{}) {
+				b.AddCounter(refCounter(e.sha), -1)
+			}
 		}
-		for _, id := range logIDs {
-			if _, ok := wasPending[id]; ok {
-				b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id))
+		for _, r := range recs {
+			if r.wasStored {
+				b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], r.pd.ID))
+				countRef(b, r.pd.Delta, -1)
 			}
 		}
 		p.log, p.logLen = p.log[:0], 0
 	} else {
-		for i, id := range logIDs {
-			b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id), logRecs[i])
+		for _, r := range recs {
+			b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], r.pd.ID), r.rec)
+			if !r.wasStored {
+				countRef(b, r.pd.Delta, 1)
+			}
+			sha, _ := deltaSHA(r.pd.Delta)
+			p.log = append(p.log, logEntry{id: r.pd.ID, sha: sha})
 		}
-		p.log = append(p.log, logIDs...)
 		p.logLen += logLen
 	}
 	// Deltas still pending that are new or gained acks.
@@ -308,6 +379,9 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 			continue
 		}
 		b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], pd.ID), pd.AppendBinary(nil))
+		if !ok {
+			countRef(b, pd.Delta, 1)
+		}
 	}
 }
 
@@ -344,8 +418,11 @@ func (db *DB) compactCached() error {
 		defer b.Close()
 		b.PutSnapshot(p.slot, p.key, p.ps.Infimum().AppendBinary(nil))
 		keyBuf := make([]byte, 0, 32)
-		for _, id := range p.log {
-			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], id))
+		for _, e := range p.log {
+			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], e.id))
+			if e.sha != ([20]byte{}) {
+				b.AddCounter(refCounter(e.sha), -1)
+			}
 		}
 		if err := b.Commit(); err != nil {
 			errs = append(errs, err)

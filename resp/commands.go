@@ -93,6 +93,18 @@ func buildCommands() map[string]*command {
 	container(add(&command{name: "script", group: "scripting", arity: -2, summary: "A container for handler commands."}),
 		&command{name: "load", arity: 3, flags: []string{"noscript"},
 			summary: "Compiles and stores a handler and makes it the active handler; returns its SHA1.", syntax: "script", run: cmdScriptLoad},
+		&command{name: "exists", arity: -3, flags: []string{"noscript"},
+			summary: "Tells which handler versions are stored: 1 or 0 for each SHA1.", syntax: "sha1 [sha1 ...]", run: cmdScriptExists},
+		&command{name: "flush", arity: -2, flags: []string{"noscript"},
+			summary: "Drops every stored handler version that is neither active nor referenced by a stored event.", syntax: "[ASYNC|SYNC]", run: cmdScriptFlush},
+	)
+	container(add(&command{name: "legion.script", group: "legion", arity: -2, summary: "A container for handler version commands."}),
+		&command{name: "list", arity: 2, flags: []string{"readonly"},
+			summary: "Lists the stored handler versions: sha, when loaded, whether active, and how many stored events reference it.", run: cmdLegionScriptList},
+		&command{name: "show", arity: 3, flags: []string{"readonly"},
+			summary: "Returns the source of a stored handler version.", syntax: "sha1", run: cmdLegionScriptShow},
+		&command{name: "use", arity: 3, flags: []string{"write"},
+			summary: "Makes a stored handler version the active one; partitions are re-indexed in the background.", syntax: "sha1", run: cmdLegionScriptUse},
 	)
 
 	// Connection commands.
@@ -301,6 +313,86 @@ func cmdScriptLoad(s *Server, c *client, args [][]byte, w *writer) {
 		return
 	}
 	w.bulkString(sha)
+}
+
+func cmdScriptExists(s *Server, c *client, args [][]byte, w *writer) {
+	shas := make([]string, len(args)-2)
+	for i, a := range args[2:] {
+		shas[i] = string(a)
+	}
+	found, err := s.db.HandlerExists(shas...)
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.array(len(found))
+	for _, ok := range found {
+		if ok {
+			w.integer(1)
+		} else {
+			w.integer(0)
+		}
+	}
+}
+
+func cmdScriptFlush(s *Server, c *client, args [][]byte, w *writer) {
+	if len(args) == 3 {
+		switch strings.ToUpper(string(args[2])) {
+		case "ASYNC", "SYNC":
+		default:
+			w.errorLine("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
+			return
+		}
+	} else if len(args) > 3 {
+		w.syntaxError()
+		return
+	}
+	if _, err := s.db.FlushHandlers(); err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.ok()
+}
+
+func cmdLegionScriptList(s *Server, c *client, args [][]byte, w *writer) {
+	hs, err := s.db.Handlers()
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.array(len(hs))
+	for _, h := range hs {
+		w.mapHeader(4)
+		w.bulkString("sha")
+		w.bulkString(h.SHA)
+		w.bulkString("loaded_at")
+		w.integer(h.LoadedAt)
+		w.bulkString("active")
+		if h.Active {
+			w.integer(1)
+		} else {
+			w.integer(0)
+		}
+		w.bulkString("references")
+		w.integer(h.References)
+	}
+}
+
+func cmdLegionScriptShow(s *Server, c *client, args [][]byte, w *writer) {
+	src, err := s.db.HandlerSource(strings.ToLower(string(args[2])))
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.bulk(src)
+}
+
+func cmdLegionScriptUse(s *Server, c *client, args [][]byte, w *writer) {
+	if err := s.db.UseHandler(string(args[2])); err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.ok()
 }
 
 func cmdPing(s *Server, c *client, args [][]byte, w *writer) {

@@ -433,6 +433,14 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("snapshots_stored", st.SnapshotsStored)
 		kv("cached_partitions", st.CachedEntries)
 		kv("cached_partition_bytes", st.CachedBytes)
+		ri := s.db.ReindexStatus()
+		kv("reindex_in_progress", boolInt(ri.Running))
+		kv("reindex_target", ri.Target)
+		kv("reindex_total", ri.Total)
+		kv("reindex_scanned", ri.Scanned)
+		kv("reindex_updated", ri.Updated)
+		kv("reindex_errors", ri.Errors)
+		kv("reindex_completed", ri.Passes)
 	}
 }
 

@@ -105,10 +105,31 @@ func (b *Batch) DeleteTag(tag, key []byte) {
 }
 
 // AddPartitions adjusts the persistent partition count by n.
-func (b *Batch) AddPartitions(n int64) {
-	if err := b.b.Merge(metaKey(metaPartitions), binary.BigEndian.AppendUint64(nil, uint64(n)), nil); err != nil {
+func (b *Batch) AddPartitions(n int64) { b.AddCounter(metaPartitions, n) }
+
+// AddCounter adjusts the persistent counter name by n. Counters are
+// merged by pebble, so concurrent batches never read-modify-write them.
+func (b *Batch) AddCounter(name string, n int64) {
+	if err := b.b.Merge(metaKey(name), binary.BigEndian.AppendUint64(nil, uint64(n)), nil); err != nil {
 		panic(err)
 	}
+}
+
+// CommitNoSync applies the batch without waiting for stable storage, for
+// background work that is redone after a crash.
+func (b *Batch) CommitNoSync() error {
+	if b.s.closed.Load() {
+		return ErrClosed
+	}
+	if b.applied {
+		return errors.New("store: batch applied twice")
+	}
+	b.applied, b.waited = true, true
+	b.s.dirty.Store(true)
+	if err := b.s.db.Apply(b.b, pebble.NoSync); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
 }
 
 // Commit applies the batch and waits until it is as durable as the store's

@@ -53,13 +53,16 @@ func (s *Store) ReadPartition(slot uint16, key []byte) (recs PartitionRecords, o
 }
 
 // PartitionCount returns the persistent partition count.
-func (s *Store) PartitionCount() (int64, error) {
-	v, ok, err := s.GetMeta(metaPartitions)
+func (s *Store) PartitionCount() (int64, error) { return s.Counter(metaPartitions) }
+
+// Counter returns the persistent counter name (0 if never added to).
+func (s *Store) Counter(name string) (int64, error) {
+	v, ok, err := s.GetMeta(name)
 	if err != nil || !ok {
 		return 0, err
 	}
 	if len(v) != 8 {
-		return 0, fmt.Errorf("%w: partition count of %d bytes", ErrCorrupt, len(v))
+		return 0, fmt.Errorf("%w: counter %s of %d bytes", ErrCorrupt, name, len(v))
 	}
 	return int64(binary.BigEndian.Uint64(v)), nil
 }

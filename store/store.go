@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,12 +123,20 @@ func Open(opts Options) (*Store, error) {
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 	}
+	// pebble cleans the paths it opens; the in-memory filesystem only
+	// finds directories created under the same clean name.
+	opts.Dir = filepath.Clean(opts.Dir)
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = 64 << 20
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if !opts.ReadOnly {
+		if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("store: create data dir %s: %w", opts.Dir, err)
+		}
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
