@@ -10,12 +10,24 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/legiondb/legion"
 )
 
+// clock is the time the DB stamps on accepted events (ctx.time).
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time          { return c.now }
+func (c *clock) advance(d time.Duration) { c.now = c.now.Add(d) }
+
 // open returns an in-memory DB with the handler file loaded.
 func open(t *testing.T, file string) *legion.DB {
+	t.Helper()
+	return openWithClock(t, file, nil)
+}
+
+func openWithClock(t *testing.T, file string, clk *clock) *legion.DB {
 	t.Helper()
 	src, err := os.ReadFile(file)
 	if err != nil {
@@ -23,6 +35,9 @@ func open(t *testing.T, file string) *legion.DB {
 	}
 	cfg := legion.DefaultConfig()
 	cfg.InMemory = true
+	if clk != nil {
+		cfg.Now = clk.Now
+	}
 	db, err := legion.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -249,6 +264,162 @@ func TestCartSearchModel(t *testing.T) {
 		sort.Strings(want)
 		if got := keysTagged(t, db, "sku:"+sku); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("sku:%s = %v, want %v", sku, got, want)
+		}
+	}
+}
+
+func TestCache(t *testing.T) {
+	clk := &clock{now: time.UnixMilli(1_700_000_000_000)}
+	db := openWithClock(t, "cache.lua", clk)
+	if got := mustApply(t, db, "user:1", "set 5000 alice"); got != `{"ok":"OK"}` {
+		t.Fatalf("set = %s", got)
+	}
+	mustApply(t, db, "user:2", "set 0 bob")
+	mustApply(t, db, "user:3", "set 2000 carol with spaces")
+	if got := query(t, db, "user:1", "get"); got != `"alice"` {
+		t.Fatalf("get = %s", got)
+	}
+	if got := query(t, db, "user:3", "get"); got != `"carol with spaces"` {
+		t.Fatalf("get = %s", got)
+	}
+	if got := query(t, db, "user:1", "pttl"); got != "5000" {
+		t.Fatalf("pttl = %s", got)
+	}
+	if got := query(t, db, "user:2", "pttl"); got != "-1" {
+		t.Fatalf("pttl of a permanent entry = %s", got)
+	}
+	// The index lists entries by expiry, soonest first.
+	hits, _ := db.Search(legion.SearchQuery{Tag: []byte("expires:"), Count: 10})
+	if len(hits) != 2 || string(hits[0].Key) != "user:3" || string(hits[1].Key) != "user:1" {
+		t.Fatalf("expires: %v", hits)
+	}
+	clk.advance(3 * time.Second)
+	if got := query(t, db, "user:3", "get"); got != "null" {
+		t.Fatalf("expired entry still readable: %s", got)
+	}
+	if got := query(t, db, "user:3", "pttl"); got != "-2" {
+		t.Fatalf("pttl of an expired entry = %s", got)
+	}
+	if got := mustApply(t, db, "user:1", "touch 10000"); got != "1" {
+		t.Fatalf("touch = %s", got)
+	}
+	if got := mustApply(t, db, "user:3", "touch 10000"); got != "0" {
+		t.Fatalf("touch of an expired entry = %s", got)
+	}
+	// A sweeper removes what has expired, and only that.
+	if got := mustApply(t, db, "user:3", "expire"); got != "1" {
+		t.Fatalf("expire of an expired entry = %s", got)
+	}
+	if got := mustApply(t, db, "user:1", "expire"); got != "0" {
+		t.Fatalf("expire of a live entry = %s", got)
+	}
+	if got := fmt.Sprint(keysTagged(t, db, "cache:permanent")); got != "[user:2]" {
+		t.Fatalf("cache:permanent = %s", got)
+	}
+	hits, _ = db.Search(legion.SearchQuery{Tag: []byte("expires:"), Count: 10})
+	if len(hits) != 1 || string(hits[0].Key) != "user:1" {
+		t.Fatalf("expires: after the sweep = %v", hits)
+	}
+	if got := mustApply(t, db, "user:2", "del"); got != "1" {
+		t.Fatalf("del = %s", got)
+	}
+	if got := query(t, db, "user:2", "get"); got != "null" {
+		t.Fatalf("get after del = %s", got)
+	}
+	for _, bad := range []string{"set", "set x y", "set -5 v", "touch soon", "flush"} {
+		if _, err := apply(t, db, "user:1", bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	clk := &clock{now: time.UnixMilli(1_700_000_000_000)}
+	db := openWithClock(t, "registry.lua", clk)
+	mustApply(t, db, "web-1", "register web 10.0.0.1:80 3000")
+	mustApply(t, db, "web-2", "register web 10.0.0.2:80 3000")
+	mustApply(t, db, "db-1", "register db 10.0.0.9:5432 10000")
+	if got := fmt.Sprint(keysTagged(t, db, "service:web")); got != "[web-1 web-2]" {
+		t.Fatalf("service:web = %s", got)
+	}
+	if got := query(t, db, "web-1", "address"); got != `"10.0.0.1:80"` {
+		t.Fatalf("address = %s", got)
+	}
+	clk.advance(2 * time.Second)
+	if got := mustApply(t, db, "web-1", "heartbeat"); got != "1" {
+		t.Fatalf("heartbeat = %s", got)
+	}
+	clk.advance(2 * time.Second) // web-2 missed its deadline; web-1 did not
+	if got := query(t, db, "web-2", "alive"); got != "0" {
+		t.Fatalf("web-2 alive = %s", got)
+	}
+	if got := query(t, db, "web-1", "alive"); got != "1" {
+		t.Fatalf("web-1 alive = %s", got)
+	}
+	if got := mustApply(t, db, "web-2", "heartbeat"); got != "0" {
+		t.Fatalf("late heartbeat = %s", got)
+	}
+	// The sweeper finds the dead instance through the expires: tags.
+	hits, _ := db.Search(legion.SearchQuery{Tag: []byte("expires:"), Count: 1})
+	if len(hits) != 1 || string(hits[0].Key) != "web-2" {
+		t.Fatalf("first to expire = %v", hits)
+	}
+	if got := mustApply(t, db, "web-2", "expire"); got != "0" {
+		t.Fatalf("expire = %s", got)
+	}
+	if got := fmt.Sprint(keysTagged(t, db, "service:web")); got != "[web-1]" {
+		t.Fatalf("service:web after the sweep = %s", got)
+	}
+	mustApply(t, db, "db-1", "deregister")
+	if got := fmt.Sprint(keysTagged(t, db, "service:db")); got != "[]" {
+		t.Fatalf("service:db after deregister = %s", got)
+	}
+	if _, err := apply(t, db, "x", "register onlyname"); err == nil {
+		t.Fatal("bad register accepted")
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	clk := &clock{now: time.UnixMilli(1_700_000_000_000)}
+	db := openWithClock(t, "ratelimit.lua", clk)
+	// A full bucket of 10 allows 10 requests at once, then refuses.
+	for i := 9; i >= 0; i-- {
+		if got := mustApply(t, db, "api:alice", "take"); got != fmt.Sprintf("[1,%d,0]", i) {
+			t.Fatalf("take %d = %s", 10-i, got)
+		}
+	}
+	if got := mustApply(t, db, "api:alice", "take"); got != "[0,0,200]" {
+		t.Fatalf("over the limit = %s", got)
+	}
+	if got := fmt.Sprint(keysTagged(t, db, "ratelimit:throttled")); got != "[api:alice]" {
+		t.Fatalf("throttled = %s", got)
+	}
+	// 5 tokens per second: after 1s, five more.
+	clk.advance(time.Second)
+	if got := query(t, db, "api:alice", "tokens"); got != "5" {
+		t.Fatalf("tokens after 1s = %s", got)
+	}
+	if got := mustApply(t, db, "api:alice", "take 5"); got != "[1,0,0]" {
+		t.Fatalf("take 5 = %s", got)
+	}
+	if got := fmt.Sprint(keysTagged(t, db, "ratelimit:throttled")); got != "[]" {
+		t.Fatalf("throttled after a success = %s", got)
+	}
+	if got := mustApply(t, db, "api:alice", "take 3"); got != "[0,0,600]" {
+		t.Fatalf("take 3 on empty = %s", got)
+	}
+	// The bucket never holds more than its capacity.
+	clk.advance(time.Hour)
+	if got := query(t, db, "api:alice", "tokens"); got != "10" {
+		t.Fatalf("tokens after an hour = %s", got)
+	}
+	// Buckets are per key.
+	if got := mustApply(t, db, "api:bob", "take 10"); got != "[1,0,0]" {
+		t.Fatalf("bob = %s", got)
+	}
+	for _, bad := range []string{"give", "take 0", "take 11", "take -1"} {
+		if _, err := apply(t, db, "api:bob", bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }
