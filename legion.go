@@ -396,7 +396,6 @@ func (db *DB) Stats() Stats {
 	}
 }
 
-
 // StorageStats describes the node's stored data.
 type StorageStats struct {
 	DiskBytes uint64 // bytes used by pebble on disk (or in memory)

@@ -50,6 +50,7 @@ type server struct {
 	t       testing.TB
 	cmd     *exec.Cmd
 	Addr    string
+	Admin   string // host:port of the admin HTTP server
 	DataDir string
 	args    []string
 	wrap    []string // command prefix, e.g. ip netns exec NAME
@@ -59,7 +60,7 @@ type server struct {
 	exited chan struct{}
 }
 
-var readyLine = regexp.MustCompile(`msg="legion-server ready" addr=(\S+)`)
+var readyLine = regexp.MustCompile(`msg="legion-server ready" addr=(\S+) admin=(\S+)`)
 
 // startServer starts legion-server on a free port with the given data dir
 // ("" = in memory) and extra flags, and waits until it serves.
@@ -73,7 +74,7 @@ func startServer(t testing.TB, dataDir string, extra ...string) *server {
 func startServerIn(t testing.TB, wrap []string, dataDir string, extra ...string) *server {
 	t.Helper()
 	s := &server{t: t, DataDir: dataDir, wrap: wrap}
-	s.args = append([]string{"--port", "0", "--admin-port", "-1", "--log-level", "debug"}, extra...)
+	s.args = append([]string{"--port", "0", "--admin-port", "0", "--log-level", "debug"}, extra...)
 	if dataDir == "" {
 		s.args = append(s.args, "--in-memory")
 	} else {
@@ -96,7 +97,7 @@ func (s *server) start() {
 		s.t.Fatal(err)
 	}
 	s.exited = make(chan struct{})
-	addr := make(chan string, 1)
+	addr := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -107,7 +108,7 @@ func (s *server) start() {
 			s.mu.Unlock()
 			if m := readyLine.FindStringSubmatch(line); m != nil {
 				select {
-				case addr <- m[1]:
+				case addr <- [2]string{m[1], m[2]}:
 				default:
 				}
 			}
@@ -117,7 +118,8 @@ func (s *server) start() {
 		close(s.exited)
 	}()
 	select {
-	case s.Addr = <-addr:
+	case a := <-addr:
+		s.Addr, s.Admin = a[0], a[1]
 	case <-s.exited:
 		s.t.Fatalf("legion-server exited before serving:\n%s", s.Log())
 	case <-time.After(60 * time.Second):

@@ -376,7 +376,7 @@ func TestIntrospection(t *testing.T) {
 		t.Fatalf("COMMAND GETKEYS: %v %v", keys, err)
 	}
 	list, err := c.Do(ctx(t), "COMMAND", "LIST", "FILTERBY", "PATTERN", "legion.*").StringSlice()
-	if want := "[legion.apply legion.dryrun legion.get legion.inspect legion.query legion.script legion.script|help legion.script|list legion.script|show legion.script|use legion.search]"; err != nil || fmt.Sprint(list) != want {
+	if want := "[legion.apply legion.backup legion.check legion.dryrun legion.get legion.inspect legion.query legion.script legion.script|help legion.script|list legion.script|show legion.script|use legion.search]"; err != nil || fmt.Sprint(list) != want {
 		t.Fatalf("COMMAND LIST legion.*: %v %v", list, err)
 	}
 	docs, err := c.Do(ctx(t), "COMMAND", "DOCS", "legion.search").Result()

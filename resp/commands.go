@@ -98,6 +98,12 @@ func buildCommands() map[string]*command {
 		&command{name: "flush", arity: -2, flags: []string{"noscript"},
 			summary: "Drops every stored handler version that is neither active nor referenced by a stored event.", syntax: "[ASYNC|SYNC]", run: cmdScriptFlush},
 	)
+	add(&command{name: "legion.check", group: "legion", arity: -1, flags: []string{"admin"},
+		summary: "Verifies that every stored state decodes and the tag index matches the handler's tags; REPAIR fixes the index.",
+		syntax:  "[REPAIR]", run: cmdCheck})
+	add(&command{name: "legion.backup", group: "legion", arity: 2, flags: []string{"admin", "noscript"},
+		summary: "Writes a consistent copy of the data dir into a new directory, while writes go on.",
+		syntax:  "directory", run: cmdBackup})
 	container(add(&command{name: "legion.script", group: "legion", arity: -2, summary: "A container for handler version commands."}),
 		&command{name: "list", arity: 2, flags: []string{"readonly"},
 			summary: "Lists the stored handler versions: sha, when loaded, whether active, and how many stored events reference it.", run: cmdLegionScriptList},
@@ -141,6 +147,11 @@ func buildCommands() map[string]*command {
 		&command{name: "set", arity: -4, flags: []string{"admin", "noscript", "loading", "stale"}, summary: "Sets configuration parameters in-flight.", syntax: "parameter value [parameter value ...]", run: cmdConfigSet},
 		&command{name: "resetstat", arity: 2, flags: []string{"admin", "noscript", "loading", "stale"}, summary: "Resets the server's statistics.", run: cmdConfigResetStat},
 	)
+	container(add(&command{name: "slowlog", group: "server", arity: -2, summary: "A container for slow log commands."}),
+		&command{name: "get", arity: -2, flags: []string{"admin", "loading", "stale"}, summary: "Returns the slow log's entries, newest first.", syntax: "[count]", run: cmdSlowlogGet},
+		&command{name: "len", arity: 2, flags: []string{"admin", "loading", "stale"}, summary: "Returns the number of entries in the slow log.", run: cmdSlowlogLen},
+		&command{name: "reset", arity: 2, flags: []string{"admin", "loading", "stale"}, summary: "Clears all entries from the slow log.", run: cmdSlowlogReset},
+	)
 	cmdCmd := add(&command{name: "command", group: "server", arity: -1, flags: []string{"loading", "stale"}, summary: "Returns detailed information about all commands.", run: cmdCommand})
 	container(cmdCmd,
 		&command{name: "count", arity: 2, flags: []string{"loading", "stale"}, summary: "Returns a count of commands.", run: cmdCommandCount},
@@ -169,6 +180,11 @@ func (s *Server) replyError(w *writer, err error) {
 		w.errorLine("NOSCRIPT no handler with that SHA1")
 	case errors.Is(err, legion.ErrBadSHA):
 		w.errorLine("ERR malformed SHA1: want 40 hex digits")
+	case errors.Is(err, legion.ErrReindexing), errors.Is(err, legion.ErrBackupInMemory):
+		w.errorLine("ERR " + strings.TrimPrefix(err.Error(), "legion: "))
+	case errors.Is(err, legion.ErrCorrupt):
+		s.logger.Error("corrupt data", "err", err)
+		w.errorLine("ERR corrupt data: " + err.Error() + " (LEGION.CHECK reports every damaged partition)")
 	default:
 		s.logger.Error("command failed", "err", err)
 		w.errorLine("ERR " + err.Error())
@@ -389,6 +405,51 @@ func cmdLegionScriptShow(s *Server, c *client, args [][]byte, w *writer) {
 
 func cmdLegionScriptUse(s *Server, c *client, args [][]byte, w *writer) {
 	if err := s.db.UseHandler(string(args[2])); err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.ok()
+}
+
+func cmdCheck(s *Server, c *client, args [][]byte, w *writer) {
+	repair := false
+	if len(args) == 2 {
+		if strings.ToUpper(string(args[1])) != "REPAIR" {
+			w.syntaxError()
+			return
+		}
+		repair = true
+	} else if len(args) > 2 {
+		w.syntaxError()
+		return
+	}
+	rep, err := s.db.Check(repair)
+	if err != nil {
+		s.replyError(w, err)
+		return
+	}
+	w.mapHeader(7)
+	w.bulkString("partitions")
+	w.integer(rep.Partitions)
+	w.bulkString("decode_errors")
+	w.integer(rep.DecodeErrors)
+	w.bulkString("tag_mismatches")
+	w.integer(rep.TagMismatches)
+	w.bulkString("index_missing")
+	w.integer(rep.IndexMissing)
+	w.bulkString("index_orphans")
+	w.integer(rep.IndexOrphans)
+	w.bulkString("repaired")
+	w.integer(rep.Repaired)
+	w.bulkString("problems")
+	w.array(len(rep.Problems))
+	for _, p := range rep.Problems {
+		w.bulkString(p)
+	}
+}
+
+func cmdBackup(s *Server, c *client, args [][]byte, w *writer) {
+	if err := s.db.Backup(string(args[1])); err != nil {
 		s.replyError(w, err)
 		return
 	}

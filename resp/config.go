@@ -112,6 +112,36 @@ func configParams() map[string]param {
 				return nil
 			},
 		},
+		"slowlog-log-slower-than": {
+			get: func(s *Server) string {
+				th, _ := s.slowlog.settings()
+				if th < 0 {
+					return "-1"
+				}
+				return strconv.FormatInt(th.Microseconds(), 10)
+			},
+			set: func(s *Server, v string) error {
+				n, err := parseInt(v)
+				if err != nil || n < -1 {
+					return fmt.Errorf("argument must be -1 or a non-negative number of microseconds")
+				}
+				_, maxLen := s.slowlog.settings()
+				s.slowlog.set(time.Duration(n)*time.Microsecond, maxLen)
+				return nil
+			},
+		},
+		"slowlog-max-len": {
+			get: func(s *Server) string { _, n := s.slowlog.settings(); return strconv.Itoa(n) },
+			set: func(s *Server, v string) error {
+				n, err := parseInt(v)
+				if err != nil || n < 0 || n > 1<<24 {
+					return fmt.Errorf("argument must be between 0 and 16777216 inclusive")
+				}
+				th, _ := s.slowlog.settings()
+				s.slowlog.set(th, int(n))
+				return nil
+			},
+		},
 		"databases":        {get: func(*Server) string { return "1" }},
 		"appendonly":       {get: func(*Server) string { return "no" }},
 		"save":             {get: func(*Server) string { return "" }},

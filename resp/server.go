@@ -56,6 +56,15 @@ type Config struct {
 	// Settings adds read-only parameters to CONFIG GET (for example the
 	// data dir and fsync mode of the process).
 	Settings map[string]string
+	// SlowlogThreshold: commands running at least this long go to SLOWLOG;
+	// negative turns it off. Default 10ms.
+	SlowlogThreshold time.Duration
+	// SlowlogMaxLen is the number of SLOWLOG entries kept. Default 128.
+	SlowlogMaxLen int
+	// Observe, if set, is called after every command with its full name
+	// ("unknown" for unknown commands), how long it ran, and whether it
+	// answered with an error. It must not block.
+	Observe func(command string, d time.Duration, failed bool)
 }
 
 // Server serves one DB over RESP. Create it with New, run it with Serve,
@@ -83,7 +92,8 @@ type Server struct {
 	clientsMu sync.Mutex
 	clients   map[int64]*client // guarded by clientsMu
 
-	stats serverStats
+	stats   serverStats
+	slowlog slowlog
 }
 
 type serverStats struct {
@@ -116,6 +126,12 @@ func New(db *legion.DB, cfg Config) *Server {
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 60 * time.Second
 	}
+	if cfg.SlowlogThreshold == 0 {
+		cfg.SlowlogThreshold = 10 * time.Millisecond
+	}
+	if cfg.SlowlogMaxLen == 0 {
+		cfg.SlowlogMaxLen = 128
+	}
 	s := &Server{
 		db:      db,
 		cfg:     cfg,
@@ -132,6 +148,7 @@ func New(db *legion.DB, cfg Config) *Server {
 	pass := cfg.RequirePass
 	s.requirePass.Store(&pass)
 	s.protectedMode.Store(cfg.ProtectedMode)
+	s.slowlog.set(cfg.SlowlogThreshold, cfg.SlowlogMaxLen)
 	s.commands = buildCommands()
 	return s
 }
@@ -275,63 +292,84 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 
 func (s *Server) run(c *client, args [][]byte, w *writer) {
 	name := strings.ToLower(string(args[0]))
+	start := time.Now()
+	var cmd *command
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.Error("command panicked", "command", name, "client", c.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			w.reset()
 			w.errorf("ERR internal error while running '%s'; the server logged the details", name)
 		}
+		d := time.Since(start)
+		failed := len(w.b) > 0 && w.b[0] == '-'
+		if failed {
+			s.stats.errors.Add(1)
+		}
+		label := "unknown"
+		if cmd != nil {
+			label = cmd.fullName()
+		}
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(label, d, failed)
+		}
+		s.slowlog.record(c, args, d)
 	}()
 	c.mu.Lock()
-	c.lastCmd, c.lastAt = name, time.Now()
+	c.lastCmd, c.lastAt = name, start
 	c.mu.Unlock()
 	if s.closing.Load() {
 		w.errorLine("ERR server is shutting down")
 		return
 	}
-	s.dispatch(c, args, w)
-	if len(w.b) > 0 && w.b[0] == '-' {
-		s.stats.errors.Add(1)
-	}
+	cmd = s.dispatch(c, args, w)
 }
 
 // dispatch finds the command (or subcommand) for args, checks its arity
-// and runs it. Subcommands see the whole argument list, as in Redis.
-func (s *Server) dispatch(c *client, args [][]byte, w *writer) {
+// and runs it. Subcommands see the whole argument list, as in Redis. It
+// returns the command found, if any.
+func (s *Server) dispatch(c *client, args [][]byte, w *writer) *command {
 	cmd, ok := s.commands[strings.ToLower(string(args[0]))]
 	if !ok {
 		if !c.authed && *s.requirePass.Load() != "" {
 			w.errorLine("NOAUTH Authentication required.")
-			return
+			return nil
 		}
 		w.errorLine(unknownCommand(args))
-		return
+		return nil
 	}
 	if cmd.subcommands != nil && (len(args) > 1 || cmd.run == nil) {
 		if !c.authed && !cmd.noAuth && *s.requirePass.Load() != "" {
 			w.errorLine("NOAUTH Authentication required.")
-			return
+			return cmd
 		}
 		if len(args) < 2 {
 			w.errorf("ERR wrong number of arguments for '%s' command", cmd.name)
-			return
+			return cmd
 		}
 		sub, ok := cmd.subcommands[strings.ToLower(string(args[1]))]
 		if !ok {
 			w.errorf("ERR unknown subcommand '%.128s'. Try %s HELP.", args[1], strings.ToUpper(cmd.name))
-			return
+			return cmd
 		}
 		cmd = sub
 	}
 	if !c.authed && !cmd.noAuth && *s.requirePass.Load() != "" {
 		w.errorLine("NOAUTH Authentication required.")
-		return
+		return cmd
 	}
 	if !cmd.arityOK(len(args)) {
 		w.errorf("ERR wrong number of arguments for '%s' command", cmd.fullName())
-		return
+		return cmd
 	}
 	cmd.run(s, c, args, w)
+	return cmd
+}
+
+// Clients returns the number of connected clients.
+func (s *Server) Clients() int {
+	s.clientsMu.Lock()
+	defer s.clientsMu.Unlock()
+	return len(s.clients)
 }
 
 // unknownCommand words the error exactly as Redis does.

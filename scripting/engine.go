@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -21,7 +22,14 @@ type Engine struct {
 	free   []*runner
 	closed bool
 	watch  watcher
+
+	units atomic.Int64 // budget units used by every call so far
+	calls atomic.Int64 // calls run so far
 }
+
+// Usage returns the calls run and the instruction-budget units they used
+// (VM instructions plus library charges), since NewEngine.
+func (e *Engine) Usage() (calls, units int64) { return e.calls.Load(), e.units.Load() }
 
 // NewEngine returns an engine with the given limits. The zero Limits means
 // DefaultLimits(); any other value must pass Validate, else NewEngine

@@ -311,6 +311,8 @@ func floorDiv(a, b int64) int64 {
 // end drops every reference to the call's values so that a pooled runner
 // pins nothing.
 func (r *runner) end() {
+	r.eng.calls.Add(1)
+	r.eng.units.Add(r.bctx.n)
 	if r.accept {
 		r.eng.watch.exit(&r.bctx, r.memLimit)
 		r.accept = false

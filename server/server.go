@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -17,7 +18,9 @@ import (
 	"time"
 
 	"github.com/legiondb/legion"
+	"github.com/legiondb/legion/admin"
 	"github.com/legiondb/legion/resp"
+	"github.com/legiondb/legion/store"
 )
 
 // Config is everything a legion-server process is started with.
@@ -121,11 +124,14 @@ func (c Config) newLogger() *slog.Logger {
 
 // Server is a running legion-server.
 type Server struct {
-	cfg    Config
-	logger *slog.Logger
-	db     *legion.DB
-	resp   *resp.Server
-	ln     net.Listener
+	cfg     Config
+	logger  *slog.Logger
+	db      *legion.DB
+	resp    *resp.Server
+	ln      net.Listener
+	admin   *admin.Server
+	adminLn net.Listener
+	adminCh chan error // the admin server's Serve result
 
 	serveErr chan error // Serve's result
 	stopOnce sync.Once
@@ -144,39 +150,99 @@ func Start(cfg Config) (*Server, error) {
 	cfg.DB.Logger = cfg.Logger
 	db, err := legion.Open(cfg.DB)
 	if err != nil {
-		return nil, err
+		return nil, explainOpenError(cfg, err)
 	}
 	addr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("server: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("cannot listen on %s: %w (is another server using the port? choose one with --port)", addr, err)
 	}
 	s := &Server{
-		cfg:    cfg,
-		logger: cfg.Logger,
-		db:     db,
-		resp: resp.New(db, resp.Config{
-			Logger:        cfg.Logger,
-			RequirePass:   cfg.RequirePass,
-			ProtectedMode: cfg.ProtectedMode,
-			MaxClients:    cfg.MaxClients,
-			MaxBulkBytes:  cfg.MaxBulkBytes,
-			IdleTimeout:   time.Duration(cfg.IdleTimeout) * time.Second,
-			Port:          ln.Addr().(*net.TCPAddr).Port,
-			Bind:          cfg.Bind,
-		}),
+		cfg:      cfg,
+		logger:   cfg.Logger,
+		db:       db,
 		ln:       ln,
 		serveErr: make(chan error, 1),
 	}
+	var metrics *admin.Metrics
+	if cfg.AdminPort >= 0 {
+		metrics = admin.NewMetrics(db, func() int { return s.resp.Clients() })
+	}
+	slow := time.Duration(cfg.SlowlogThreshold) * time.Microsecond
+	switch {
+	case cfg.SlowlogThreshold < 0:
+		slow = -1
+	case cfg.SlowlogThreshold == 0:
+		slow = time.Nanosecond // every command takes at least that: log all
+	}
+	rcfg := resp.Config{
+		Logger:           cfg.Logger,
+		RequirePass:      cfg.RequirePass,
+		ProtectedMode:    cfg.ProtectedMode,
+		MaxClients:       cfg.MaxClients,
+		MaxBulkBytes:     cfg.MaxBulkBytes,
+		IdleTimeout:      time.Duration(cfg.IdleTimeout) * time.Second,
+		Port:             ln.Addr().(*net.TCPAddr).Port,
+		Bind:             cfg.Bind,
+		SlowlogThreshold: slow,
+		SlowlogMaxLen:    cfg.SlowlogMaxLen,
+		Settings: map[string]string{
+			"admin-port":  strconv.Itoa(cfg.AdminPort),
+			"config-file": cfg.ConfigFile,
+			"in-memory":   strconv.FormatBool(cfg.DB.InMemory),
+		},
+	}
+	if metrics != nil {
+		rcfg.Observe = metrics.ObserveCommand
+	}
+	s.resp = resp.New(db, rcfg)
+	adminAddr := "disabled"
+	if cfg.AdminPort >= 0 {
+		aaddr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.AdminPort))
+		s.adminLn, err = net.Listen("tcp", aaddr)
+		if err != nil {
+			ln.Close()
+			db.Close()
+			return nil, fmt.Errorf("cannot listen on %s for the admin HTTP port: %w (choose one with --admin-port, or -1 to disable it)", aaddr, err)
+		}
+		s.admin = admin.New(db, metrics, admin.Config{Logger: cfg.Logger, Clients: s.resp.Clients, ClientAddr: ln.Addr().String()})
+		s.adminCh = make(chan error, 1)
+		go func() { s.adminCh <- s.admin.Serve(s.adminLn) }()
+		adminAddr = s.adminLn.Addr().String()
+	}
 	go func() { s.serveErr <- s.resp.Serve(ln) }()
+	if s.admin != nil {
+		s.admin.SetReady(true)
+	}
 	where := cfg.DB.DataDir
 	if cfg.DB.InMemory {
 		where = "memory"
 	}
-	s.logger.Info("legion-server ready", "addr", ln.Addr().String(), "node", db.NodeID(),
+	s.logger.Info("legion-server ready", "addr", ln.Addr().String(), "admin", adminAddr, "node", db.NodeID(),
 		"data", where, "fsync", cfg.DB.Fsync.String(), "version", legion.Version)
 	return s, nil
+}
+
+// explainOpenError turns a failure to open the data dir into a message
+// that says what is wrong and what to do. Nothing was written in any case.
+func explainOpenError(cfg Config, err error) error {
+	dir := cfg.DB.DataDir
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return fmt.Errorf("data dir %s is locked by another process — is another legion-server running on it? Stop that one or choose another --data-dir. (%v)", dir, err)
+	case errors.Is(err, store.ErrNewerFormat):
+		return fmt.Errorf("%v. Nothing was changed", err)
+	case errors.Is(err, store.ErrNotLegion):
+		return fmt.Errorf("%v. Legion will not write into it: choose an empty directory or an existing Legion data dir with --data-dir", err)
+	case errors.Is(err, store.ErrCorrupt), errors.Is(err, legion.ErrCorrupt):
+		return fmt.Errorf("data dir %s is corrupt: %v. Nothing was changed. Restore it from a backup (LEGION.BACKUP; see the README) or move it aside and start with an empty --data-dir", dir, err)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("cannot access data dir %s: %v. Check that the user running legion-server (uid %d) may read and write it", dir, err, os.Getuid())
+	case errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("data dir %s is not a directory (%v): point --data-dir at a directory", dir, err)
+	}
+	return fmt.Errorf("cannot open data dir %s: %w", dir, err)
 }
 
 // Addr returns the client port's address.
@@ -190,9 +256,20 @@ func (s *Server) DB() *legion.DB { return s.db }
 func (s *Server) Shutdown() error {
 	s.stopOnce.Do(func() {
 		s.logger.Info("shutting down")
+		if s.admin != nil {
+			s.admin.SetReady(false)
+		}
 		err := s.resp.Shutdown()
 		if serr := <-s.serveErr; serr != nil {
 			err = errors.Join(err, serr)
+		}
+		if s.admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = errors.Join(err, s.admin.Shutdown(ctx))
+			cancel()
+			if aerr := <-s.adminCh; aerr != nil {
+				err = errors.Join(err, aerr)
+			}
 		}
 		s.stopErr = errors.Join(err, s.db.Close())
 		if s.stopErr != nil {

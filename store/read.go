@@ -252,3 +252,30 @@ func (t *TagIter) Close() error {
 	}
 	return err
 }
+
+// GetTags reads the tags record of one partition.
+func (s *Store) GetTags(slot uint16, key []byte) ([]byte, bool, error) {
+	k := append(AppendPartitionPrefix(nil, slot, key), subTags)
+	return s.get(k)
+}
+
+// HasTag reports whether (tag, key) is in the tag index.
+func (s *Store) HasTag(tag, key []byte) (bool, error) {
+	_, ok, err := s.get(tagKey(nil, tag, key))
+	return ok, err
+}
+
+// Checkpoint writes a consistent copy of the database into dir, which must
+// not exist, without stopping writes. The copy opens as a data dir.
+func (s *Store) Checkpoint(dir string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if _, err := s.fs.Stat(dir); err == nil {
+		return fmt.Errorf("store: backup target %s already exists", dir)
+	}
+	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("store: backup to %s: %w", dir, err)
+	}
+	return nil
+}

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -133,22 +134,20 @@ func Open(opts Options) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// Validate before anything is written: a refused data dir is left
+	// exactly as it was.
+	fresh, err := precheck(opts)
+	if err != nil {
+		return nil, err
+	}
 	if !opts.ReadOnly {
 		if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
-			return nil, fmt.Errorf("store: create data dir %s: %w", opts.Dir, err)
+			return nil, classifyOpenError(opts.Dir, err)
 		}
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	popts := &pebble.Options{
-		FS:       opts.FS,
-		Cache:    cache,
-		Merger:   counterMerger,
-		ReadOnly: opts.ReadOnly,
-		Logger:   pebbleLogger{logger},
-	}
-	popts.EnsureDefaults()
-	db, err := pebble.Open(opts.Dir, popts)
+	db, err := pebble.Open(opts.Dir, pebbleOptions(opts, cache, logger))
 	if err != nil {
 		return nil, classifyOpenError(opts.Dir, err)
 	}
@@ -168,11 +167,137 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if !opts.ReadOnly && (fresh || !s.hasMarker()) {
+		if err := s.writeMarker(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if opts.Sync == SyncEverySecond && !opts.ReadOnly {
 		s.stopped.Add(1)
 		go s.syncLoop(time.Second)
 	}
 	return s, nil
+}
+
+// pebbleOptions returns the pebble options every open of a data dir uses.
+func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger) *pebble.Options {
+	popts := &pebble.Options{
+		FS:       opts.FS,
+		Cache:    cache,
+		Merger:   counterMerger,
+		ReadOnly: opts.ReadOnly,
+		Logger:   pebbleLogger{logger},
+	}
+	popts.EnsureDefaults()
+	return popts
+}
+
+// markerFile names the small file that marks a Legion data dir and holds
+// its format version, readable without opening pebble. (The format record
+// inside pebble is authoritative; backups carry only that one, and the
+// marker is rewritten on their first start.)
+const markerFile = "LEGION"
+
+func markerText(version int) string {
+	return fmt.Sprintf("Legion data dir, format %d. Do not edit; back it up with LEGION.BACKUP.\n", version)
+}
+
+// precheck refuses, without writing anything, a data dir that is from a
+// newer format, not Legion's, or unreadable. fresh reports a directory
+// that is missing or empty.
+func precheck(opts Options) (fresh bool, err error) {
+	names, err := opts.FS.List(opts.Dir)
+	if err != nil {
+		if oserror.IsNotExist(err) {
+			return true, nil
+		}
+		return false, classifyOpenError(opts.Dir, err)
+	}
+	if len(names) == 0 {
+		return true, nil
+	}
+	if f, err := opts.FS.Open(opts.FS.PathJoin(opts.Dir, markerFile)); err == nil {
+		b, rerr := io.ReadAll(io.LimitReader(f, 512))
+		f.Close()
+		if rerr != nil {
+			return false, classifyOpenError(opts.Dir, rerr)
+		}
+		var v int
+		if _, err := fmt.Sscanf(string(b), "Legion data dir, format %d.", &v); err != nil {
+			return false, fmt.Errorf("%w: %s/%s is damaged: %q", ErrCorrupt, opts.Dir, markerFile, b)
+		}
+		if v > FormatVersion {
+			return false, newerFormat(opts.Dir, uint32(v))
+		}
+		return false, nil
+	} else if !oserror.IsNotExist(err) {
+		return false, classifyOpenError(opts.Dir, err)
+	}
+	// No marker: a backup, or not ours. Look inside without writing.
+	ro := opts
+	ro.ReadOnly = true
+	cache := pebble.NewCache(1 << 20)
+	defer cache.Unref()
+	db, err := pebble.Open(opts.Dir, pebbleOptions(ro, cache, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		if strings.Contains(err.Error(), "merger name") {
+			return false, fmt.Errorf("%w: %s holds a pebble database of another program", ErrNotLegion, opts.Dir)
+		}
+		if strings.Contains(err.Error(), "no such file") || strings.Contains(err.Error(), "does not exist") {
+			return false, fmt.Errorf("%w: %s holds files but no database", ErrNotLegion, opts.Dir)
+		}
+		return false, classifyOpenError(opts.Dir, err)
+	}
+	defer db.Close()
+	v, closer, err := db.Get(metaKey("format"))
+	if err != nil {
+		// A first start that stopped before stamping the format leaves an
+		// empty database: that one is ours to use.
+		if it, ierr := db.NewIter(nil); ierr == nil {
+			empty := !it.First()
+			it.Close()
+			if empty {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%w: %s holds pebble data without a Legion format record", ErrNotLegion, opts.Dir)
+	}
+	defer closer.Close()
+	if len(v) == 4 && binary.BigEndian.Uint32(v) > FormatVersion {
+		return false, newerFormat(opts.Dir, binary.BigEndian.Uint32(v))
+	}
+	return false, nil
+}
+
+func newerFormat(dir string, v uint32) error {
+	return fmt.Errorf("%w: %s was written by format version %d; this legion-server reads up to %d — upgrade legion-server", ErrNewerFormat, dir, v, FormatVersion)
+}
+
+func (s *Store) hasMarker() bool {
+	_, err := s.fs.Stat(s.fs.PathJoin(s.dir, markerFile))
+	return err == nil
+}
+
+// writeMarker writes the marker atomically (a temporary file renamed).
+func (s *Store) writeMarker() error {
+	tmp := s.fs.PathJoin(s.dir, markerFile+".tmp")
+	f, err := s.fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("store: writing %s: %w", markerFile, err)
+	}
+	if _, err := io.WriteString(f, markerText(FormatVersion)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return s.fs.Rename(tmp, s.fs.PathJoin(s.dir, markerFile))
 }
 
 func classifyOpenError(dir string, err error) error {
@@ -181,7 +306,7 @@ func classifyOpenError(dir string, err error) error {
 	// filesystem reports it in words.
 	case errors.Is(err, syscall.EWOULDBLOCK), strings.Contains(err.Error(), "lock held by current process"):
 		return fmt.Errorf("%w: %s (is another legion-server running on it?): %v", ErrLocked, dir, err)
-	case errors.Is(err, pebble.ErrCorruption):
+	case pebble.IsCorruptionError(err):
 		return fmt.Errorf("%w: %s: %v", ErrCorrupt, dir, err)
 	}
 	return fmt.Errorf("store: open %s: %w", dir, err)
@@ -199,7 +324,7 @@ func (s *Store) checkFormat(readOnly bool) error {
 			return fmt.Errorf("%w: format record of %d bytes", ErrCorrupt, len(v))
 		}
 		if got := binary.BigEndian.Uint32(v); got > FormatVersion {
-			return fmt.Errorf("%w: %s was written by format version %d; this legion-server reads up to %d — upgrade legion-server", ErrNewerFormat, s.dir, got, FormatVersion)
+			return newerFormat(s.dir, got)
 		}
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -256,8 +257,33 @@ func TestFormatVersionChecks(t *testing.T) {
 	}
 	b.Close()
 	s.Close()
+	// Without the marker (as in a backup), the read-only look inside finds it.
+	if err := fs.Remove(fs.PathJoin("db", markerFile)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(Options{Dir: "db", FS: fs}); !errors.Is(err, ErrNewerFormat) {
 		t.Fatalf("Open of a newer format = %v, want ErrNewerFormat", err)
+	}
+	// With a marker that says so, pebble is not even opened.
+	f, _ := fs.Create(fs.PathJoin("db", markerFile), vfs.WriteCategoryUnspecified)
+	f.Write([]byte(markerText(FormatVersion + 1)))
+	f.Close()
+	if _, err := Open(Options{Dir: "db", FS: fs}); !errors.Is(err, ErrNewerFormat) {
+		t.Fatalf("Open with a newer marker = %v, want ErrNewerFormat", err)
+	}
+
+	// Another program's pebble data is refused and left alone.
+	other, err := pebble.Open("other", &pebble.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Set([]byte("k"), []byte("v"), pebble.Sync)
+	other.Close()
+	if _, err := Open(Options{Dir: "other", FS: fs}); !errors.Is(err, ErrNotLegion) {
+		t.Fatalf("Open of foreign data = %v, want ErrNotLegion", err)
+	}
+	if _, err := fs.Stat(fs.PathJoin("other", markerFile)); err == nil {
+		t.Fatal("a refused dir was marked")
 	}
 }
 

@@ -1,0 +1,126 @@
+package admin
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/legiondb/legion"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are a node's Prometheus collectors, on a registry of their own
+// (no global registry).
+type Metrics struct {
+	reg      *prometheus.Registry
+	commands *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// NewMetrics registers the node's collectors. clients reports the number of
+// connected clients; it is called at scrape time.
+func NewMetrics(db *legion.DB, clients func() int) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "legion_commands_total",
+			Help: "Commands processed, by command and result (ok or error).",
+		}, []string{"command", "result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "legion_command_duration_seconds",
+			Help:    "Time from reading a command to having its reply, by command.",
+			Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10},
+		}, []string{"command"}),
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(
+		m.commands, m.latency,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		counter("legion_events_applied_total", "Events stored.", func() float64 { return float64(db.Stats().EventsApplied) }),
+		counter("legion_handler_errors_total", "Handler calls (apply, index, query) that raised an error or hit a limit.", func() float64 { return float64(db.Stats().ScriptErrors) }),
+		counter("legion_handler_calls_total", "Handler calls run.", func() float64 { c, _ := db.ScriptUsage(); return float64(c) }),
+		counter("legion_handler_instructions_total", "Instruction-budget units used by handler calls (Lua VM instructions plus library work).", func() float64 { _, u := db.ScriptUsage(); return float64(u) }),
+		counter("legion_deltas_replayed_total", "Logged deltas refolded while loading partitions.", func() float64 { return float64(db.Stats().DeltasReplayed) }),
+		counter("legion_snapshots_written_total", "Partition snapshot records written.", func() float64 { return float64(db.Stats().SnapshotsStored) }),
+		gauge("legion_partitions", "Partitions stored.", func() float64 { n, _ := db.PartitionCount(); return float64(n) }),
+		gauge("legion_stored_bytes", "Bytes the storage engine uses on disk.", func() float64 { return float64(db.StorageStats().DiskBytes) }),
+		gauge("legion_connected_clients", "Client connections open.", func() float64 { return float64(clients()) }),
+		gauge("legion_partition_cache_bytes", "Estimated bytes of loaded partitions in the cache.", func() float64 { return float64(db.Stats().CachedBytes) }),
+		gauge("legion_partition_cache_entries", "Loaded partitions in the cache.", func() float64 { return float64(db.Stats().CachedEntries) }),
+		gauge("legion_reindex_in_progress", "1 while partitions are re-indexed for a new handler.", func() float64 {
+			if db.ReindexStatus().Running {
+				return 1
+			}
+			return 0
+		}),
+		pebbleCollector{db},
+	)
+	return m
+}
+
+// ObserveCommand records one command; resp calls it after every command.
+func (m *Metrics) ObserveCommand(command string, d time.Duration, failed bool) {
+	result := "ok"
+	if failed {
+		result = "error"
+	}
+	m.commands.WithLabelValues(command, result).Inc()
+	m.latency.WithLabelValues(command).Observe(d.Seconds())
+}
+
+// Registry returns the registry the collectors are on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// pebbleCollector exports the storage engine's own metrics at scrape time.
+type pebbleCollector struct{ db *legion.DB }
+
+var (
+	pebbleDescs = map[string]*prometheus.Desc{
+		"wal_bytes":         prometheus.NewDesc("legion_pebble_wal_bytes_written_total", "Bytes written to the write-ahead log.", nil, nil),
+		"wal_files":         prometheus.NewDesc("legion_pebble_wal_files", "Live write-ahead log files.", nil, nil),
+		"flushes":           prometheus.NewDesc("legion_pebble_flushes_total", "Memtable flushes.", nil, nil),
+		"compactions":       prometheus.NewDesc("legion_pebble_compactions_total", "Compactions.", nil, nil),
+		"compaction_debt":   prometheus.NewDesc("legion_pebble_compaction_debt_bytes", "Estimated bytes compactions still have to write.", nil, nil),
+		"memtable_bytes":    prometheus.NewDesc("legion_pebble_memtable_bytes", "Bytes in memtables.", nil, nil),
+		"read_amp":          prometheus.NewDesc("legion_pebble_read_amplification", "Sorted runs a point read may consult.", nil, nil),
+		"block_cache_bytes": prometheus.NewDesc("legion_pebble_block_cache_bytes", "Bytes in the block cache.", nil, nil),
+		"block_cache_hits":  prometheus.NewDesc("legion_pebble_block_cache_hits_total", "Block cache hits.", nil, nil),
+		"block_cache_miss":  prometheus.NewDesc("legion_pebble_block_cache_misses_total", "Block cache misses.", nil, nil),
+		"level_files":       prometheus.NewDesc("legion_pebble_level_sstables", "SSTables per LSM level.", []string{"level"}, nil),
+		"level_bytes":       prometheus.NewDesc("legion_pebble_level_bytes", "Bytes per LSM level.", []string{"level"}, nil),
+	}
+)
+
+func (c pebbleCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range pebbleDescs {
+		ch <- d
+	}
+}
+
+func (c pebbleCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.db.PebbleMetrics()
+	emit := func(name string, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(pebbleDescs[name], t, v, labels...)
+	}
+	emit("wal_bytes", prometheus.CounterValue, float64(m.WAL.BytesWritten))
+	emit("wal_files", prometheus.GaugeValue, float64(m.WAL.Files))
+	emit("flushes", prometheus.CounterValue, float64(m.Flush.Count))
+	emit("compactions", prometheus.CounterValue, float64(m.Compact.Count))
+	emit("compaction_debt", prometheus.GaugeValue, float64(m.Compact.EstimatedDebt))
+	emit("memtable_bytes", prometheus.GaugeValue, float64(m.MemTable.Size))
+	emit("read_amp", prometheus.GaugeValue, float64(m.ReadAmp()))
+	emit("block_cache_bytes", prometheus.GaugeValue, float64(m.BlockCache.Size))
+	emit("block_cache_hits", prometheus.CounterValue, float64(m.BlockCache.Hits))
+	emit("block_cache_miss", prometheus.CounterValue, float64(m.BlockCache.Misses))
+	for level := range m.Levels {
+		l := strconv.Itoa(level)
+		emit("level_files", prometheus.GaugeValue, float64(m.Levels[level].TablesCount), l)
+		emit("level_bytes", prometheus.GaugeValue, float64(m.Levels[level].TablesSize), l)
+	}
+}

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/legiondb/legion"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "legion.toml")
+	os.WriteFile(file, []byte(`
+port = 8000
+data-dir = "/srv/legion"
+fsync = "everysec"
+script_timeout = "250ms"
+maxclients = 50
+in-memory = false
+`), 0o644)
+	var out bytes.Buffer
+	cases := []struct {
+		args []string
+		env  map[string]string
+		port int
+	}{
+		{nil, nil, 7379},
+		{[]string{"--config", file}, nil, 8000},
+		{[]string{"--config", file}, map[string]string{"LEGION_PORT": "8001"}, 8001},
+		{[]string{"--config", file, "--port", "8002"}, map[string]string{"LEGION_PORT": "8001"}, 8002},
+		{nil, map[string]string{"LEGION_CONFIG": file}, 8000},
+	}
+	for _, tc := range cases {
+		cfg, action, err := ParseArgs(tc.args, env(tc.env), &out)
+		if err != nil || action != ActionRun {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if cfg.Port != tc.port {
+			t.Errorf("%v %v: port %d, want %d", tc.args, tc.env, cfg.Port, tc.port)
+		}
+	}
+	cfg, _, _ := ParseArgs([]string{"--config", file, "--maxclients", "7"}, env(map[string]string{"LEGION_FSYNC": "no"}), &out)
+	if cfg.DB.DataDir != "/srv/legion" || cfg.DB.Fsync != legion.FsyncNo || cfg.DB.Limits.Timeout != 250*time.Millisecond || cfg.MaxClients != 7 || cfg.ConfigFile != file {
+		t.Fatalf("merged config: %+v", cfg)
+	}
+}
+
+func TestOptionValues(t *testing.T) {
+	var out bytes.Buffer
+	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
+		t.Fatalf("parsed: %+v", cfg)
+	}
+	cfg, _, err = ParseArgs([]string{"--in-memory=no"}, env(nil), &out)
+	if err != nil || cfg.DB.InMemory {
+		t.Fatalf("--in-memory=no: %v %v", cfg.DB.InMemory, err)
+	}
+	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways {
+		t.Fatalf("defaults: %+v", d)
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.toml")
+	var out bytes.Buffer
+	for _, tc := range []struct {
+		args    []string
+		env     map[string]string
+		file    string
+		wantErr string
+	}{
+		{args: []string{"--port", "70000"}, wantErr: "--port: want an integer from 0 to 65535"},
+		{args: []string{"--fsync", "sometimes"}, wantErr: "--fsync"},
+		{args: []string{"--cache-size", "lots"}, wantErr: "--cache-size: want a size"},
+		{args: []string{"--nosuch"}, wantErr: "flag provided but not defined"},
+		{args: []string{"stray"}, wantErr: `unexpected argument "stray"`},
+		{env: map[string]string{"LEGION_MAXCLIENTS": "0"}, wantErr: "LEGION_MAXCLIENTS"},
+		{env: map[string]string{"LEGION_PROTECTED_MODE": "maybe"}, wantErr: "LEGION_PROTECTED_MODE: want yes or no"},
+		{file: "colour = \"blue\"\n", wantErr: `unknown setting "colour"`},
+		{file: "port = [1, 2]\n", wantErr: "must be a string, number or boolean"},
+		{file: "port = \n", wantErr: "bad.toml"},
+		{file: "port = 99999\n", wantErr: "port: want an integer"},
+		{args: []string{"--port", "7000", "--admin-port", "7000"}, wantErr: "both 7000"},
+		{args: []string{"--bind", "not-an-ip"}, wantErr: "not an IP address"},
+	} {
+		args := tc.args
+		if tc.file != "" {
+			os.WriteFile(file, []byte(tc.file), 0o644)
+			args = append([]string{"--config", file}, args...)
+		}
+		_, _, err := ParseArgs(args, env(tc.env), &out)
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%v %v %q: err = %v, want %q", tc.args, tc.env, tc.file, err, tc.wantErr)
+		}
+	}
+	if _, _, err := ParseArgs([]string{"--config", "/no/such/file.toml"}, env(nil), &out); err == nil {
+		t.Error("a missing config file was accepted")
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	var out bytes.Buffer
+	_, action, err := ParseArgs([]string{"--help"}, env(nil), &out)
+	if err != nil || action != ActionHelp {
+		t.Fatalf("--help: %v %v", action, err)
+	}
+	for _, o := range options() {
+		if !strings.Contains(out.String(), "--"+o.name+"\n") {
+			t.Errorf("--help does not document --%s", o.name)
+		}
+	}
+	for _, want := range []string{"--config", "--version", "LEGION_"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %s", want)
+		}
+	}
+	if _, action, _ := ParseArgs([]string{"--version"}, env(nil), &out); action != ActionVersion {
+		t.Fatal("--version")
+	}
+}
