@@ -81,7 +81,14 @@ func startServerIn(t testing.TB, wrap []string, dataDir string, extra ...string)
 		s.args = append(s.args, "--data-dir", dataDir)
 	}
 	s.start()
-	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
+	t.Cleanup(func() {
+		s.stop(syscall.SIGKILL)
+		// The server under test is built with -race when the tests are:
+		// a race it detects fails the test that drove it.
+		if log := s.Log(); strings.Contains(log, "WARNING: DATA RACE") {
+			t.Errorf("legion-server reported a data race:\n%s", log)
+		}
+	})
 	return s
 }
 

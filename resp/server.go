@@ -85,7 +85,11 @@ type Server struct {
 	rs       *redcon.Server
 	lnMu     sync.Mutex
 	ln       net.Listener
-	nextID   atomic.Int64
+	nextID atomic.Int64
+	// gate is held shared while a command registers in inflight, and
+	// exclusively by Shutdown to set closing, so no Add can race with
+	// Shutdown's Wait.
+	gate     sync.RWMutex
 	inflight sync.WaitGroup
 	closing  atomic.Bool
 
@@ -272,11 +276,19 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	if c == nil || len(cmd.Args) == 0 {
 		return
 	}
-	s.inflight.Add(1)
-	defer s.inflight.Done()
-	s.stats.commands.Add(1)
 	w := &c.w
 	w.reset()
+	s.gate.RLock()
+	if s.closing.Load() {
+		s.gate.RUnlock()
+		w.errorLine("ERR server is shutting down")
+		conn.WriteRaw(w.b)
+		return
+	}
+	s.inflight.Add(1)
+	s.gate.RUnlock()
+	defer s.inflight.Done()
+	s.stats.commands.Add(1)
 	s.run(c, cmd.Args, w)
 	conn.WriteRaw(w.b)
 	if w.closeAfter {
@@ -317,10 +329,6 @@ func (s *Server) run(c *client, args [][]byte, w *writer) {
 	c.mu.Lock()
 	c.lastCmd, c.lastAt = name, start
 	c.mu.Unlock()
-	if s.closing.Load() {
-		w.errorLine("ERR server is shutting down")
-		return
-	}
 	cmd = s.dispatch(c, args, w)
 }
 
@@ -389,10 +397,13 @@ func unknownCommand(args [][]byte) string {
 // closes every connection.
 func (s *Server) Shutdown() error {
 	s.lnMu.Lock()
+	s.gate.Lock()
 	if s.closing.Swap(true) {
+		s.gate.Unlock()
 		s.lnMu.Unlock()
 		return nil
 	}
+	s.gate.Unlock()
 	rs := s.rs
 	s.lnMu.Unlock()
 	done := make(chan struct{})
