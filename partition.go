@@ -54,9 +54,12 @@ func countRef(b *store.Batch, d crdt.Delta, n int64) {
 	}
 }
 
-// size estimates the memory the partition holds, for the cache bound.
+// size estimates the memory the partition holds, for the cache bound:
+// TestCachedPartitionSize keeps the fixed part honest against the heap a
+// small cached partition really uses (structs, the cache's map entry and
+// list element, the key twice).
 func (p *partition) size() int64 {
-	n := 256 + len(p.key) + len(p.ps.Infimum().Value) + 24*len(p.log)
+	n := 400 + 2*len(p.key) + len(p.ps.Infimum().Value) + 24*len(p.log)
 	for _, d := range p.ps.Pending() {
 		n += 64 + len(d.Delta.Payload) + 16*len(d.Acks)
 	}
@@ -183,15 +186,65 @@ func (db *DB) replayApply(key []byte) (crdt.ApplyFunc, *error) {
 // *scripting.Error) is returned. mode is how long to wait: on a single node
 // both modes answer as soon as the event is durable.
 func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, error) {
-	if err := db.enter(); err != nil {
+	out, wait, err := db.ApplyDeferred(ctx, key, ev, mode)
+	if err != nil {
 		return nil, err
 	}
-	defer db.leave()
-	if err := checkKey(key); err != nil {
+	if err := wait(); err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// ApplyDeferred is Apply without the wait for durability: when it returns
+// the event is applied and visible, and wait (which must be called exactly
+// once) blocks until it is as durable as the fsync mode promises. A server
+// answering a pipeline applies every write of it and waits once, for the
+// last: the write-ahead log is ordered, so the last write's sync covers the
+// earlier ones, and no reply is sent before.
+func (db *DB) ApplyDeferred(ctx context.Context, key, ev []byte, mode Mode) (out Output, wait func() error, err error) {
+	if err := db.enter(); err != nil {
+		return nil, nil, err
+	}
+	entered := true
+	defer func() {
+		if entered {
+			db.leave()
+		}
+	}()
+	out, b, err := db.apply(ctx, key, ev, mode)
+	if err != nil {
+		if b != nil {
+			// Stored, but its final output is an error: wait for it all
+			// the same before answering.
+			werr := b.Wait()
+			b.Close()
+			if werr == nil {
+				db.stats.applied.Add(1)
+			}
+		}
+		return nil, nil, err
+	}
+	entered = false
+	return out, func() error {
+		defer db.leave()
+		defer b.Close()
+		if err := b.Wait(); err != nil {
+			return err
+		}
+		db.stats.applied.Add(1)
+		return nil
+	}, nil
+}
+
+// apply does the work of ApplyDeferred and returns the applied batch, which
+// the caller must Wait for and Close.
+func (db *DB) apply(ctx context.Context, key, ev []byte, mode Mode) (Output, *store.Batch, error) {
+	if err := checkKey(key); err != nil {
+		return nil, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Hold the handler versions in use until the batch that references the
 	// active one is applied, so FlushHandlers cannot drop it meanwhile.
@@ -204,7 +257,7 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 	}()
 	active, err := db.activeHandler()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slot := store.Slot(key)
 	mu := db.lockKey(key)
@@ -216,7 +269,7 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 	}()
 	p, err := db.load(slot, key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	payload := event{sha: active.sha, time: db.cfg.Now().UnixMilli(), data: ev}.appendBinary(nil)
@@ -255,18 +308,23 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 	id, out, folded, err := p.ps.Event(db.self, payload, apply)
 	if *fatal != nil {
 		db.cache.remove(key)
-		return nil, *fatal
+		return nil, nil, *fatal
 	}
 	if err != nil {
 		var se *scripting.Error
 		if errors.As(err, &se) {
 			db.stats.scriptErrors.Add(1)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 
 	b := db.store.NewBatch()
-	defer b.Close()
+	applied := false
+	defer func() {
+		if !applied {
+			b.Close()
+		}
+	}()
 	db.persist(b, p, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
 	if !index.Equal(p.tags.Tags, newTags.Tags) || p.tags.SHA != newTags.SHA || !p.exists {
 		index.Update(b, key, p.tags.Tags, newTags.Tags)
@@ -278,8 +336,9 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 	if err := b.Apply(); err != nil {
 		// The power state in memory is ahead of the store now: drop it.
 		db.cache.remove(key)
-		return nil, err
+		return nil, nil, err
 	}
+	applied = true
 	p.tags = newTags
 	p.exists = true
 	db.cache.put(p)
@@ -288,18 +347,14 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 	db.handlers.inUse.RUnlock()
 	inUse = false
 
-	if err := b.Wait(); err != nil {
-		return nil, err
-	}
-	db.stats.applied.Add(1)
 	if mode == Consistent {
 		for _, f := range folded {
 			if f.ID == id {
-				return Output(f.Output), f.Err
+				return Output(f.Output), b, f.Err
 			}
 		}
 	}
-	return Output(out), nil
+	return Output(out), b, nil
 }
 
 // persist writes into b what makes the stored partition match p.ps after

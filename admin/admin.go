@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -62,6 +63,12 @@ func New(db *legion.DB, m *Metrics, cfg Config) *Server {
 	mux.HandleFunc("GET /api/v1/info", s.info)
 	mux.HandleFunc("GET /api/v1/partitions/{key...}", s.partition)
 	mux.HandleFunc("GET /api/v1/search", s.search)
+	// Go's profiler, for operators chasing CPU or memory (go tool pprof).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(dashboard)

@@ -497,6 +497,12 @@ func (ps *PowerState) dropFront(n int) {
 		return
 	}
 	m := copy(ps.pend, ps.pend[n:])
+	if m == 0 {
+		// Most power states spend their life with nothing pending (on one
+		// node every event folds at once): keep no arrays for them.
+		ps.pend, ps.proj = nil, nil
+		return
+	}
 	clear(ps.pend[m:])
 	ps.pend = ps.pend[:m]
 	if ps.proj != nil {

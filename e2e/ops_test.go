@@ -593,6 +593,32 @@ function index(state, key) return { "len:" .. #state.tokens } end`)
 			wg.Add(1)
 			go func(w int) {
 				defer wg.Done()
+				if w%2 == 1 {
+					// Pipelines of 16: the server syncs once for all of
+					// them before any reply, so all are acknowledged together.
+					for i := 0; ; i += 16 {
+						p := c.Pipeline()
+						var toks []string
+						for j := i; j < i+16; j++ {
+							tok := fmt.Sprintf("r%dw%di%d", round, w, j)
+							toks = append(toks, tok)
+							p.Do(context.Background(), "LEGION.APPLY", fmt.Sprintf("u%d", (w+j)%keys), tok)
+						}
+						mu.Lock()
+						for _, tok := range toks {
+							sent[tok] = true
+						}
+						mu.Unlock()
+						if _, err := p.Exec(context.Background()); err != nil {
+							return
+						}
+						mu.Lock()
+						for _, tok := range toks {
+							acked[tok] = true
+						}
+						mu.Unlock()
+					}
+				}
 				for i := 0; ; i++ {
 					tok := fmt.Sprintf("r%dw%di%d", round, w, i)
 					mu.Lock()

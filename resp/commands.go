@@ -204,6 +204,18 @@ func cmdApply(s *Server, c *client, args [][]byte, w *writer) {
 			return
 		}
 	}
+	if len(c.conn.PeekPipeline()) > 0 {
+		// More commands follow in this pipeline: apply now and wait for
+		// durability once, before the pipeline's replies are sent.
+		out, wait, err := s.db.ApplyDeferred(context.Background(), args[1], args[2], mode)
+		if err != nil {
+			s.replyError(w, err)
+			return
+		}
+		c.pending = append(c.pending, wait)
+		s.writeOutput(w, out)
+		return
+	}
 	out, err := s.db.Apply(context.Background(), args[1], args[2], mode)
 	if err != nil {
 		s.replyError(w, err)

@@ -82,9 +82,9 @@ type Server struct {
 	requirePass   atomic.Pointer[string]
 	protectedMode atomic.Bool
 
-	rs       *redcon.Server
-	lnMu     sync.Mutex
-	ln       net.Listener
+	rs     *redcon.Server
+	lnMu   sync.Mutex
+	ln     net.Listener
 	nextID atomic.Int64
 	// gate is held shared while a command registers in inflight, and
 	// exclusively by Shutdown to set closing, so no Add can race with
@@ -166,6 +166,9 @@ type client struct {
 	created time.Time
 	w       writer // owned by the connection's goroutine
 	authed  bool   // owned by the connection's goroutine
+	// pending holds the durability waits of writes whose replies are
+	// buffered but not yet sent (owned by the connection's goroutine).
+	pending []func() error
 
 	mu      sync.Mutex // guards the fields below, read by CLIENT LIST from other connections
 	name    string
@@ -244,6 +247,19 @@ func (s *Server) accept(conn redcon.Conn) bool {
 	return true
 }
 
+// syncPending waits for every deferred write of the connection, in order.
+func (c *client) syncPending() error {
+	var first error
+	for i, wait := range c.pending {
+		if err := wait(); err != nil && first == nil {
+			first = err
+		}
+		c.pending[i] = nil
+	}
+	c.pending = c.pending[:0]
+	return first
+}
+
 // isLoopback reports whether a "host:port" address is on the loopback
 // interface.
 func isLoopback(addr string) bool {
@@ -291,6 +307,17 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	s.stats.commands.Add(1)
 	s.run(c, cmd.Args, w)
 	conn.WriteRaw(w.b)
+	// Replies are sent when the pipeline's last command has run (or the
+	// connection closes): before that, every deferred write must be durable.
+	if len(c.pending) > 0 && (w.closeAfter || s.closing.Load() || len(conn.PeekPipeline()) == 0) {
+		if err := c.syncPending(); err != nil {
+			s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
+			if nc := conn.NetConn(); nc != nil {
+				nc.Close()
+			}
+			return
+		}
+	}
 	if w.closeAfter {
 		conn.Close() // flushes the reply first
 		return
@@ -303,41 +330,55 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 }
 
 func (s *Server) run(c *client, args [][]byte, w *writer) {
-	name := strings.ToLower(string(args[0]))
 	start := time.Now()
 	var cmd *command
 	defer func() {
+		label := "unknown"
+		if cmd != nil {
+			label = cmd.fullName()
+		}
 		if r := recover(); r != nil {
-			s.logger.Error("command panicked", "command", name, "client", c.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			s.logger.Error("command panicked", "command", label, "client", c.id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			w.reset()
-			w.errorf("ERR internal error while running '%s'; the server logged the details", name)
+			w.errorf("ERR internal error while running '%s'; the server logged the details", strings.ToLower(string(args[0])))
 		}
 		d := time.Since(start)
 		failed := len(w.b) > 0 && w.b[0] == '-'
 		if failed {
 			s.stats.errors.Add(1)
 		}
-		label := "unknown"
-		if cmd != nil {
-			label = cmd.fullName()
-		}
 		if s.cfg.Observe != nil {
 			s.cfg.Observe(label, d, failed)
 		}
 		s.slowlog.record(c, args, d)
+		c.mu.Lock()
+		c.lastCmd, c.lastAt = label, start
+		c.mu.Unlock()
 	}()
-	c.mu.Lock()
-	c.lastCmd, c.lastAt = name, start
-	c.mu.Unlock()
 	cmd = s.dispatch(c, args, w)
+}
+
+// lookup finds a command by name, case-insensitively, without allocating.
+func lookup(table map[string]*command, name []byte) *command {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return table[strings.ToLower(string(name))]
+	}
+	for i, b := range name {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		buf[i] = b
+	}
+	return table[string(buf[:len(name)])]
 }
 
 // dispatch finds the command (or subcommand) for args, checks its arity
 // and runs it. Subcommands see the whole argument list, as in Redis. It
 // returns the command found, if any.
 func (s *Server) dispatch(c *client, args [][]byte, w *writer) *command {
-	cmd, ok := s.commands[strings.ToLower(string(args[0]))]
-	if !ok {
+	cmd := lookup(s.commands, args[0])
+	if cmd == nil {
 		if !c.authed && *s.requirePass.Load() != "" {
 			w.errorLine("NOAUTH Authentication required.")
 			return nil
@@ -354,8 +395,8 @@ func (s *Server) dispatch(c *client, args [][]byte, w *writer) *command {
 			w.errorf("ERR wrong number of arguments for '%s' command", cmd.name)
 			return cmd
 		}
-		sub, ok := cmd.subcommands[strings.ToLower(string(args[1]))]
-		if !ok {
+		sub := lookup(cmd.subcommands, args[1])
+		if sub == nil {
 			w.errorf("ERR unknown subcommand '%.128s'. Try %s HELP.", args[1], strings.ToUpper(cmd.name))
 			return cmd
 		}

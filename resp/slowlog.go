@@ -4,17 +4,21 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // slowlog keeps the most recent commands that ran longer than a threshold,
-// as Redis's SLOWLOG does (arguments truncated the same way).
+// as Redis's SLOWLOG does (arguments truncated the same way), in a ring.
 type slowlog struct {
-	mu        sync.Mutex
-	threshold time.Duration // negative: off; zero: log everything
-	maxLen    int
-	nextID    int64
-	entries   []slowEntry // newest first
+	threshold atomic.Int64 // ns; negative: off; zero: log everything
+
+	mu     sync.Mutex // guards the fields below
+	maxLen int
+	nextID int64
+	ring   []slowEntry // oldest at start
+	start  int
+	count  int
 }
 
 type slowEntry struct {
@@ -34,27 +38,56 @@ const (
 func (l *slowlog) settings() (time.Duration, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.threshold, l.maxLen
+	return time.Duration(l.threshold.Load()), l.maxLen
 }
 
 func (l *slowlog) set(threshold time.Duration, maxLen int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.threshold, l.maxLen = threshold, maxLen
-	if len(l.entries) > maxLen {
-		l.entries = l.entries[:maxLen]
+	entries := l.newestFirst(maxLen)
+	l.threshold.Store(int64(threshold))
+	l.maxLen = maxLen
+	l.ring = make([]slowEntry, maxLen)
+	l.start, l.count = 0, 0
+	for i := len(entries) - 1; i >= 0; i-- {
+		l.push(entries[i])
 	}
 }
 
-// record adds the command if it was slow enough.
-func (l *slowlog) record(c *client, args [][]byte, d time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.threshold < 0 || d < l.threshold || l.maxLen == 0 {
+// push adds e as the newest entry, dropping the oldest when full. l.mu held.
+func (l *slowlog) push(e slowEntry) {
+	if l.maxLen == 0 {
 		return
 	}
-	e := slowEntry{id: l.nextID, at: time.Now(), duration: d, addr: c.addr}
-	l.nextID++
+	if l.count < l.maxLen {
+		l.ring[(l.start+l.count)%l.maxLen] = e
+		l.count++
+		return
+	}
+	l.ring[l.start] = e
+	l.start = (l.start + 1) % l.maxLen
+}
+
+// newestFirst returns up to n entries, newest first. l.mu held.
+func (l *slowlog) newestFirst(n int) []slowEntry {
+	if n < 0 || n > l.count {
+		n = l.count
+	}
+	out := make([]slowEntry, 0, n)
+	for i := 0; i < n; i++ {
+		out = append(out, l.ring[(l.start+l.count-1-i)%l.maxLen])
+	}
+	return out
+}
+
+// record adds the command if it was slow enough. Fast commands cost one
+// atomic load.
+func (l *slowlog) record(c *client, args [][]byte, d time.Duration) {
+	th := time.Duration(l.threshold.Load())
+	if th < 0 || d < th {
+		return
+	}
+	e := slowEntry{at: time.Now(), duration: d, addr: c.addr}
 	c.mu.Lock()
 	e.name = c.name
 	c.mu.Unlock()
@@ -72,10 +105,11 @@ func (l *slowlog) record(c *client, args [][]byte, d time.Duration) {
 	if len(args) > slowlogMaxArgs {
 		e.args = append(e.args, fmt.Sprintf("... (%d more arguments)", len(args)-n))
 	}
-	l.entries = append([]slowEntry{e}, l.entries...)
-	if len(l.entries) > l.maxLen {
-		l.entries = l.entries[:l.maxLen]
-	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e.id = l.nextID
+	l.nextID++
+	l.push(e)
 }
 
 func cmdSlowlogGet(s *Server, c *client, args [][]byte, w *writer) {
@@ -89,11 +123,7 @@ func cmdSlowlogGet(s *Server, c *client, args [][]byte, w *writer) {
 		count = n
 	}
 	s.slowlog.mu.Lock()
-	entries := s.slowlog.entries
-	if count >= 0 && count < len(entries) {
-		entries = entries[:count]
-	}
-	entries = append([]slowEntry(nil), entries...)
+	entries := s.slowlog.newestFirst(count)
 	s.slowlog.mu.Unlock()
 	w.array(len(entries))
 	for _, e := range entries {
@@ -112,14 +142,14 @@ func cmdSlowlogGet(s *Server, c *client, args [][]byte, w *writer) {
 
 func cmdSlowlogLen(s *Server, c *client, args [][]byte, w *writer) {
 	s.slowlog.mu.Lock()
-	n := len(s.slowlog.entries)
+	n := s.slowlog.count
 	s.slowlog.mu.Unlock()
 	w.integer(int64(n))
 }
 
 func cmdSlowlogReset(s *Server, c *client, args [][]byte, w *writer) {
 	s.slowlog.mu.Lock()
-	s.slowlog.entries = nil
+	s.slowlog.start, s.slowlog.count = 0, 0
 	s.slowlog.mu.Unlock()
 	w.ok()
 }

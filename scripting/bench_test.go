@@ -60,7 +60,7 @@ func BenchmarkChunkRerun(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		r.begin(&callSpec{fname: "apply", seed: "x"})
-		if err := r.runChunk(h.proto); err != nil {
+		if err := r.runChunk(h.proto, false); err != nil {
 			b.Fatal(err)
 		}
 		r.end()

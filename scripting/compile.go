@@ -183,3 +183,39 @@ func checkDepthExpr(e ast.Expr, depth int) (int, bool) {
 	}
 	return 0, true
 }
+
+// stateless reports whether running the chunk again could only rebuild
+// the same global values, so that the values of an earlier run may be
+// reused: its top-level code creates no tables and calls no functions (the
+// only values it can make are numbers, strings, booleans, nil, references
+// to the read-only libraries, and closures), and no function anywhere in
+// it assigns an upvalue (so no closure can carry anything from one call to
+// the next). Anything it does not recognize makes it not stateless.
+func stateless(p *lua.FunctionProto) bool {
+	for _, inst := range p.Code {
+		switch int(inst >> 26) {
+		case lua.OP_MOVE, lua.OP_MOVEN, lua.OP_LOADK, lua.OP_LOADBOOL, lua.OP_LOADNIL,
+			lua.OP_GETUPVAL, lua.OP_GETGLOBAL, lua.OP_GETTABLE, lua.OP_GETTABLEKS, lua.OP_SETGLOBAL,
+			lua.OP_ADD, lua.OP_SUB, lua.OP_MUL, lua.OP_DIV, lua.OP_MOD, lua.OP_POW, lua.OP_UNM,
+			lua.OP_NOT, lua.OP_CONCAT, lua.OP_JMP, lua.OP_EQ, lua.OP_LT, lua.OP_LE,
+			lua.OP_TEST, lua.OP_TESTSET, lua.OP_CLOSURE, lua.OP_RETURN:
+		default:
+			return false
+		}
+	}
+	var noUpvalueWrites func(*lua.FunctionProto) bool
+	noUpvalueWrites = func(f *lua.FunctionProto) bool {
+		for _, inst := range f.Code {
+			if int(inst>>26) == lua.OP_SETUPVAL {
+				return false
+			}
+		}
+		for _, c := range f.FunctionPrototypes {
+			if !noUpvalueWrites(c) {
+				return false
+			}
+		}
+		return true
+	}
+	return noUpvalueWrites(p)
+}

@@ -117,11 +117,12 @@ func (e *Engine) put(r *runner, healthy bool) {
 // Handler is a compiled handler. It is immutable and may be shared by any
 // number of goroutines and engines.
 type Handler struct {
-	src      []byte
-	sha      string
-	proto    *lua.FunctionProto
-	hasIndex bool
-	hasQuery bool
+	src       []byte
+	sha       string
+	proto     *lua.FunctionProto
+	hasIndex  bool
+	hasQuery  bool
+	stateless bool // see stateless: the chunk need not run again per call
 }
 
 // SHA returns the lowercase hex SHA1 of the source (what Redis SCRIPT LOAD
@@ -161,9 +162,10 @@ func (e *Engine) Load(src []byte) (*Handler, error) {
 		return nil, &Error{Kind: ErrCompile, Func: "load", Line: cerr.line, Msg: cerr.msg}
 	}
 	h.proto = proto
+	h.stateless = stateless(proto)
 	err := e.with(func(r *runner) *Error {
 		r.begin(&callSpec{fname: "load", accept: true, seed: h.sha, sha: h.sha})
-		if ferr := r.runChunk(proto); ferr != nil {
+		if ferr := r.runChunk(proto, false); ferr != nil {
 			return ferr
 		}
 		if _, ok := r.global("apply").(*lua.LFunction); !ok {
@@ -273,7 +275,7 @@ func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, outpu
 	}
 	ferr := e.with(func(r *runner) *Error {
 		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
-		if ferr := r.runChunk(h.proto); ferr != nil {
+		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
 		fn, ok := r.global("apply").(*lua.LFunction)
@@ -315,7 +317,7 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 	var tags []string
 	ferr := e.with(func(r *runner) *Error {
 		r.begin(&callSpec{fname: "index", accept: c.Accept, seed: string(c.Key), key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
-		if ferr := r.runChunk(h.proto); ferr != nil {
+		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
 		fn, ok := r.global("index").(*lua.LFunction)
@@ -409,7 +411,7 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 	}
 	ferr := e.with(func(r *runner) *Error {
 		r.begin(&callSpec{fname: "query", accept: c.Accept, seed: string(c.Key), key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
-		if ferr := r.runChunk(h.proto); ferr != nil {
+		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
 		fn, ok := r.global("query").(*lua.LFunction)

@@ -106,10 +106,15 @@ type runner struct {
 	defsTable  *lua.LTable // the reusable defs table
 	defsUses   int
 	keyScratch []lua.LValue
+	// pure keeps the globals of stateless chunks (see stateless): running
+	// such a chunk again would rebuild exactly these values, so they are
+	// reused, and the instructions the run took are charged instead.
+	pure map[*lua.FunctionProto]pureDefs
 
 	// per call
 	fname    string
 	accept   bool
+	pureUsed bool  // defs is a pure cache entry: end must not empty it
 	memLimit int64 // heap bound of this call, 0 if none
 	defs     *lua.LTable
 	ctxKey   lua.LString
@@ -320,6 +325,9 @@ func (r *runner) end() {
 	r.bctx.memOver = nil
 	r.bctx.attention.Store(false)
 	r.L.SetTop(0)
+	if r.pureUsed {
+		r.defs, r.pureUsed = nil, false
+	}
 	if r.defs != nil {
 		keys := r.keyScratch[:0]
 		fresh := false
@@ -344,10 +352,43 @@ func (r *runner) end() {
 	r.ctxKey, r.ctxID, r.ctxSHA = "", "", ""
 }
 
+// pureDefs are the globals a stateless chunk defined, and the budget
+// units its run took.
+type pureDefs struct {
+	defs  *lua.LTable
+	units int64
+}
+
+// maxPure bounds the stateless chunks a runner remembers.
+const maxPure = 32
+
 // runChunk executes the handler's top-level chunk in a fresh environment
-// and then freezes the globals.
-func (r *runner) runChunk(proto *lua.FunctionProto) *Error {
+// and then freezes the globals. A stateless chunk (see stateless) runs once
+// per runner; later calls reuse its globals and are charged the same
+// instructions, so the budget stays a property of the call alone.
+func (r *runner) runChunk(proto *lua.FunctionProto, isStateless bool) *Error {
 	L := r.L
+	if isStateless {
+		if pd, ok := r.pure[proto]; ok {
+			r.defs, r.pureUsed = pd.defs, true
+			r.envMT.RawSetString("__index", pd.defs)
+			r.envMT.RawSetString("__newindex", r.envGuard)
+			r.bctx.n += pd.units
+			return nil
+		}
+		defs := L.CreateTable(0, 4)
+		defs.Metatable = r.defsMT
+		before := r.bctx.n
+		if ferr := r.execChunk(proto, defs); ferr != nil {
+			return ferr
+		}
+		if len(r.pure) >= maxPure || r.pure == nil {
+			r.pure = make(map[*lua.FunctionProto]pureDefs, maxPure)
+		}
+		r.pure[proto] = pureDefs{defs: defs, units: r.bctx.n - before}
+		r.pureUsed = true
+		return nil
+	}
 	// defs is reused (emptied at the end of every call) to save its maps;
 	// it is rebuilt now and then so that names of many handlers cannot
 	// accumulate in gopher-lua's key index.
@@ -357,7 +398,13 @@ func (r *runner) runChunk(proto *lua.FunctionProto) *Error {
 		r.defsUses = 0
 	}
 	r.defsUses++
-	r.defs = r.defsTable
+	return r.execChunk(proto, r.defsTable)
+}
+
+// execChunk runs the chunk with defs receiving its globals.
+func (r *runner) execChunk(proto *lua.FunctionProto, defs *lua.LTable) *Error {
+	L := r.L
+	r.defs = defs
 	r.envMT.RawSetString("__index", r.defs)
 	r.envMT.RawSetString("__newindex", r.defs)
 	fn := L.NewFunctionFromProto(proto)
@@ -372,7 +419,6 @@ func (r *runner) runChunk(proto *lua.FunctionProto) *Error {
 	return nil
 }
 
-// global reads a global the chunk defined.
 func (r *runner) global(name string) lua.LValue {
 	return r.defs.RawGetString(name)
 }

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The same logical work for both servers: Legion's handler, and a Redis
+// script holding the state as JSON in a string key.
+const (
+	legionCounter = `
+function apply(event, state, ctx)
+  state = state or { count = 0 }
+  if event == "incr" then state.count = state.count + 1 end
+  return state.count, state
+end`
+	redisCounter = `
+local v = redis.call('GET', KEYS[1])
+local s
+if v then s = cjson.decode(v) else s = { count = 0 } end
+if ARGV[1] == 'incr' then s.count = s.count + 1 end
+redis.call('SET', KEYS[1], cjson.encode(s))
+return s.count`
+
+	// About 1 MiB of state: 8192 items of 128 bytes, and a counter.
+	legionLarge = `
+function apply(event, state, ctx)
+  if state == nil then
+    state = { n = 0, items = {} }
+    for i = 1, 8192 do state.items[i] = string.rep(string.char(97 + i % 26), 120) .. string.format("%08d", i) end
+  end
+  state.n = state.n + 1
+  return state.n, state
+end`
+	redisLarge = `
+local v = redis.call('GET', KEYS[1])
+local s
+if v then s = cjson.decode(v) else
+  s = { n = 0, items = {} }
+  for i = 1, 8192 do s.items[i] = string.rep(string.char(97 + i % 26), 120) .. string.format("%08d", i) end
+end
+s.n = s.n + 1
+redis.call('SET', KEYS[1], cjson.encode(s))
+return s.n`
+
+	// A partition per key tagged by the event; Redis keeps the same tag
+	// index as one sorted set per tag.
+	legionTagged = `
+function apply(event, state, ctx) return 1, { tag = event } end
+function index(state, key) return { state.tag } end`
+	redisTagged = `
+redis.call('SET', KEYS[1], cjson.encode({ tag = ARGV[1] }))
+redis.call('ZADD', 'idx:' .. ARGV[1], 0, KEYS[1])
+return 1`
+)
+
+func (b *bench) load(p *proc, src string) string {
+	c := p.client(1)
+	defer c.Close()
+	sha, err := c.ScriptLoad(b.ctx, src).Result()
+	if err != nil {
+		log.Fatalf("%s: SCRIPT LOAD: %v", p.name, err)
+	}
+	return sha
+}
+
+func (b *bench) scale(n int) int {
+	if b.opts.quick {
+		return n / 10
+	}
+	return n
+}
+
+func (b *bench) ping() {
+	lg, rd := b.startLegion(""), b.startRedis("")
+	defer lg.stop()
+	defer rd.stop()
+	for _, pipeline := range []int{1, 16} {
+		n := b.scale(200000 * pipeline / 4)
+		if pipeline == 1 {
+			n = b.scale(200000)
+		}
+		rps, p50, p99 := &line{section: "PING", name: fmt.Sprintf("PING, 50 clients, pipeline %d", pipeline), unit: "ops/s", higherIsBetter: true},
+			&line{section: "PING", name: fmt.Sprintf("PING p50, pipeline %d", pipeline), unit: "ms"},
+			&line{section: "PING", name: fmt.Sprintf("PING p99, pipeline %d", pipeline), unit: "ms"}
+		for r := 0; r < b.opts.runs; r++ {
+			for _, p := range []*proc{lg, rd} {
+				res := b.redisBenchmark(p, 50, n, pipeline, 0, "PING")
+				rps.add(p, res.rps)
+				p50.add(p, res.p50)
+				p99.add(p, res.p99)
+			}
+		}
+		b.add(rps)
+		b.add(p50)
+		b.add(p99)
+		b.command("redis-benchmark -c 50 -n %d -P %d PING", n, pipeline)
+	}
+}
+
+func (l *line) add(p *proc, v float64) {
+	if p.name == "legion" {
+		l.legion = append(l.legion, v)
+	} else {
+		l.redis = append(l.redis, v)
+	}
+}
+
+func (b *bench) counter() {
+	for _, mode := range []fsyncMode{fsyncOn, fsyncOff} {
+		lg, rd := b.startLegion("", mode.legion...), b.startRedis("", mode.redis...)
+		b.load(lg, legionCounter)
+		sha := b.load(rd, redisCounter)
+		section := "Counter (" + mode.name + ")"
+		for _, pipeline := range []int{1, 16} {
+			n := b.scale(100000)
+			if pipeline > 1 {
+				n = b.scale(400000)
+			}
+			rps := &line{section: section, name: fmt.Sprintf("LEGION.APPLY vs EVALSHA, 50 clients, pipeline %d", pipeline), unit: "ops/s", higherIsBetter: true}
+			p50 := &line{section: section, name: fmt.Sprintf("p50, pipeline %d", pipeline), unit: "ms"}
+			p99 := &line{section: section, name: fmt.Sprintf("p99, pipeline %d", pipeline), unit: "ms"}
+			for r := 0; r < b.opts.runs; r++ {
+				res := b.redisBenchmark(lg, 50, n, pipeline, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
+				rps.add(lg, res.rps)
+				p50.add(lg, res.p50)
+				p99.add(lg, res.p99)
+				res = b.redisBenchmark(rd, 50, n, pipeline, b.opts.keys, "EVALSHA", sha, "1", "key:__rand_int__", "incr")
+				rps.add(rd, res.rps)
+				p50.add(rd, res.p50)
+				p99.add(rd, res.p99)
+			}
+			b.add(rps)
+			b.add(p50)
+			b.add(p99)
+		}
+		b.command("redis-benchmark -c 50 -n N -r %d [-P 16] LEGION.APPLY key:__rand_int__ incr   # legion-server %s", b.opts.keys, strings.Join(mode.legion, " "))
+		b.command("redis-benchmark -c 50 -n N -r %d [-P 16] EVALSHA <counter sha> 1 key:__rand_int__ incr   # redis-server %s", b.opts.keys, strings.Join(mode.redis, " "))
+		lg.stop()
+		rd.stop()
+	}
+	// APPLY against our own PING, measured back to back on one server.
+	lg := b.startLegion("", fsyncOn.legion...)
+	defer lg.stop()
+	b.load(lg, legionCounter)
+	l := &line{section: "Counter against PING (legion only)", name: "LEGION.APPLY ops/s (fsync always) / PING ops/s, pipeline 16", unit: "ratio",
+		note: "Here the two columns are both Legion: APPLY with `--fsync always` and PING, alternating on one server; the ratio is APPLY/PING."}
+	for r := 0; r < b.opts.runs; r++ {
+		apply := b.redisBenchmark(lg, 50, b.scale(400000), 16, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
+		ping := b.redisBenchmark(lg, 50, b.scale(400000), 16, 0, "PING")
+		l.legion = append(l.legion, apply.rps)
+		l.redis = append(l.redis, ping.rps)
+	}
+	b.add(l)
+}
+
+// largeState sends small events to one partition of about 1 MiB and
+// measures events per second and bytes the process wrote to storage per
+// event.
+func (b *bench) largeState() {
+	events := b.scale(400)
+	rate := &line{section: "Large state (~1 MiB partition, one client, fsync on)", name: "small events per second", unit: "ops/s", higherIsBetter: true}
+	bytes := &line{section: "Large state (~1 MiB partition, one client, fsync on)", name: "bytes written to storage per event", unit: "bytes"}
+	size := &line{section: "Large state (~1 MiB partition, one client, fsync on)", name: "size of the stored state", unit: "bytes"}
+	for r := 0; r < b.opts.runs; r++ {
+		for _, which := range []string{"legion", "redis"} {
+			var p *proc
+			var do func(c *redis.Client) error
+			if which == "legion" {
+				p = b.startLegion("", fsyncOn.legion...)
+				b.load(p, legionLarge)
+				do = func(c *redis.Client) error { return c.Do(b.ctx, "LEGION.APPLY", "big", "incr").Err() }
+			} else {
+				p = b.startRedis("", fsyncOn.redis...)
+				sha := b.load(p, redisLarge)
+				do = func(c *redis.Client) error { return c.EvalSha(b.ctx, sha, []string{"big"}, "incr").Err() }
+			}
+			c := p.client(1)
+			for i := 0; i < 5; i++ { // create it, warm up
+				if err := do(c); err != nil {
+					log.Fatalf("%s: %v", which, err)
+				}
+			}
+			w0 := p.writeBytes()
+			start := time.Now()
+			for i := 0; i < events; i++ {
+				if err := do(c); err != nil {
+					log.Fatalf("%s: %v", which, err)
+				}
+			}
+			elapsed := time.Since(start)
+			// Let background writes (pebble flushes, AOF writes) land in the count.
+			time.Sleep(1500 * time.Millisecond)
+			w1 := p.writeBytes()
+			var stored float64
+			if which == "legion" {
+				if v, err := c.Do(b.ctx, "LEGION.GET", "big").Text(); err == nil {
+					stored = float64(len(v))
+				}
+			} else if v, err := c.StrLen(b.ctx, "big").Result(); err == nil {
+				stored = float64(v)
+			}
+			c.Close()
+			rate.add(p, float64(events)/elapsed.Seconds())
+			bytes.add(p, float64(w1-w0)/float64(events))
+			size.add(p, stored)
+			p.stop()
+		}
+	}
+	size.name = "size of the state (as JSON)"
+	b.add(rate)
+	b.add(bytes)
+	b.add(size)
+	b.command("%d sequential LEGION.APPLY big incr (legion --fsync always) vs EVALSHA of the same JSON work (redis appendonly yes appendfsync everysec); bytes from /proc/<pid>/io write_bytes", events)
+}
+
+// loadTagged writes n partitions tagged t:<12 digits of i%1000> into both
+// servers with pipelined clients.
+func (b *bench) loadTagged(p *proc, n int, do func(pipe redis.Pipeliner, key, tag string)) time.Duration {
+	c := p.client(16)
+	defer c.Close()
+	start := time.Now()
+	const workers, batch = 8, 500
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for lo := w * batch; lo < n; lo += workers * batch {
+				pipe := c.Pipeline()
+				for i := lo; i < lo+batch && i < n; i++ {
+					do(pipe, fmt.Sprintf("p:%d", i), fmt.Sprintf("t:%012d", i%1000))
+				}
+				if _, err := pipe.Exec(context.Background()); err != nil {
+					log.Fatalf("%s: loading: %v", p.name, err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+func (b *bench) search() {
+	n := b.opts.partitions
+	lg := b.startLegion("", fsyncOff.legion...)
+	rd := b.startRedis("", fsyncOff.redis...)
+	defer lg.stop()
+	defer rd.stop()
+	b.load(lg, legionTagged)
+	sha := b.load(rd, redisTagged)
+	log.Printf("loading %d tagged partitions into both", n)
+	lt := b.loadTagged(lg, n, func(pipe redis.Pipeliner, key, tag string) { pipe.Do(b.ctx, "LEGION.APPLY", key, tag) })
+	rt := b.loadTagged(rd, n, func(pipe redis.Pipeliner, key, tag string) { pipe.EvalSha(b.ctx, sha, []string{key}, tag) })
+	b.add(&line{section: "Search (1000 tags over the partitions)", name: "loading the partitions (pipelined, 8 clients, fsync off)", unit: "partitions/s", higherIsBetter: true,
+		legion: []float64{float64(n) / lt.Seconds()}, redis: []float64{float64(n) / rt.Seconds()}})
+	for _, pipeline := range []int{1, 16} {
+		rps := &line{section: "Search (1000 tags over the partitions)", name: fmt.Sprintf("LEGION.SEARCH t:<tag> EXACT COUNT 10 vs ZRANGEBYLEX idx:t:<tag> - + LIMIT 0 10, pipeline %d", pipeline), unit: "ops/s", higherIsBetter: true}
+		p99 := &line{section: "Search (1000 tags over the partitions)", name: fmt.Sprintf("p99, pipeline %d", pipeline), unit: "ms"}
+		req := b.scale(200000)
+		if pipeline > 1 {
+			req = b.scale(800000)
+		}
+		for r := 0; r < b.opts.runs; r++ {
+			res := b.redisBenchmark(lg, 50, req, pipeline, 1000, "LEGION.SEARCH", "t:__rand_int__", "EXACT", "COUNT", "10")
+			rps.add(lg, res.rps)
+			p99.add(lg, res.p99)
+			res = b.redisBenchmark(rd, 50, req, pipeline, 1000, "ZRANGEBYLEX", "idx:t:__rand_int__", "-", "+", "LIMIT", "0", "10")
+			rps.add(rd, res.rps)
+			p99.add(rd, res.p99)
+		}
+		b.add(rps)
+		b.add(p99)
+	}
+	b.command("redis-benchmark -c 50 -r 1000 [-P 16] LEGION.SEARCH t:__rand_int__ EXACT COUNT 10")
+	b.command("redis-benchmark -c 50 -r 1000 [-P 16] ZRANGEBYLEX idx:t:__rand_int__ - + LIMIT 0 10")
+}
+
+// footprint loads the tagged partitions, then compares memory and the time
+// from start to serving on a restart.
+func (b *bench) footprint() {
+	n := b.opts.partitions
+	lg := b.startLegion("", fsyncOff.legion...)
+	rd := b.startRedis("", fsyncOff.redis...)
+	b.load(lg, legionTagged)
+	sha := b.load(rd, redisTagged)
+	log.Printf("loading %d tagged partitions into both", n)
+	b.loadTagged(lg, n, func(pipe redis.Pipeliner, key, tag string) { pipe.Do(b.ctx, "LEGION.APPLY", key, tag) })
+	b.loadTagged(rd, n, func(pipe redis.Pipeliner, key, tag string) { pipe.EvalSha(b.ctx, sha, []string{key}, tag) })
+	time.Sleep(3 * time.Second) // let background work settle
+	section := fmt.Sprintf("Footprint (%d tagged partitions)", n)
+	b.add(&line{section: section, name: "resident memory after loading", unit: "MiB",
+		legion: []float64{float64(lg.rss()) / (1 << 20)}, redis: []float64{float64(rd.rss()) / (1 << 20)}})
+	b.add(&line{section: section, name: "bytes on disk", unit: "MiB",
+		legion: []float64{float64(lg.diskUsage()) / (1 << 20)}, redis: []float64{float64(rd.diskUsage()) / (1 << 20)}})
+	start := &line{section: section, name: "start to serving after a restart (all data available)", unit: "s"}
+	rss := &line{section: section, name: "resident memory after a restart", unit: "MiB"}
+	for r := 0; r < b.opts.runs; r++ {
+		for _, p := range []*proc{lg, rd} {
+			d := p.restart(b)
+			c := p.client(1)
+			if got, err := c.DBSize(b.ctx).Result(); err != nil || (p.name == "legion" && got != int64(n)) {
+				log.Fatalf("%s after restart: DBSIZE %d, %v", p.name, got, err)
+			}
+			c.Close()
+			start.add(p, d.Seconds())
+			rss.add(p, float64(p.rss())/(1<<20))
+		}
+	}
+	b.add(start)
+	b.add(rss)
+	lg.stop()
+	rd.stop()
+	b.report.notes = append(b.report.notes,
+		"Redis's DBSIZE counts the state keys and the 1000 index sorted sets; Legion's counts partitions.",
+		"Start to serving is measured from exec until PING answers without LOADING; Redis reloads its AOF, Legion opens pebble.")
+}
+
+// cpuProfile profiles legion-server under the pipelined counter load.
+func (b *bench) cpuProfile(path string) {
+	lg := b.startLegion("", append(fsyncOn.legion, "--admin-port", "0")...)
+	defer lg.stop()
+	b.load(lg, legionCounter)
+	done := make(chan struct{})
+	go func() {
+		b.redisBenchmark(lg, 50, 2000000, 16, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
+		close(done)
+	}()
+	time.Sleep(time.Second)
+	out, err := exec.Command("curl", "-s", "-o", path, fmt.Sprintf("http://127.0.0.1:%s/debug/pprof/profile?seconds=10", adminPort(lg))).CombinedOutput()
+	if err != nil {
+		log.Printf("profile: %v %s", err, out)
+	}
+	<-done
+	log.Printf("CPU profile in %s (go tool pprof -top %s)", path, path)
+}
+
+func adminPort(p *proc) string {
+	for i, a := range p.args {
+		if a == "--admin-port" && i+1 < len(p.args) {
+			return p.args[i+1]
+		}
+	}
+	return strconv.Itoa(0)
+}
+
+var _ = os.Getpid

@@ -1,0 +1,112 @@
+package legion
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+)
+
+const benchCounter = `
+function apply(event, state, ctx)
+  state = state or { count = 0 }
+  if event == "incr" then state.count = state.count + 1 end
+  return state.count, state
+end`
+
+func benchDB(b *testing.B, src string) *DB {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.InMemory = true
+	cfg.Fsync = FsyncNo
+	db, err := Open(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	if _, err := db.LoadScript([]byte(src)); err != nil {
+		b.Fatal(err)
+	}
+	return db
+}
+
+// BenchmarkApply measures one event on a small cached partition, the
+// single-node hot path without the network.
+func BenchmarkApply(b *testing.B) {
+	db := benchDB(b, benchCounter)
+	keys := make([][]byte, 1000)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("key:%d", i))
+	}
+	ctx := context.Background()
+	ev := []byte("incr")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := db.Apply(ctx, keys[i%len(keys)], ev, Consistent); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkApplyParallel runs events on different keys from all cores.
+func BenchmarkApplyParallel(b *testing.B) {
+	db := benchDB(b, benchCounter)
+	ctx := context.Background()
+	ev := []byte("incr")
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := db.Apply(ctx, []byte(fmt.Sprintf("k%d", i%5000)), ev, Consistent); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// TestCachedPartitionSize checks the cache's size estimate against the
+// heap a cached small partition really holds, so the cache bound means
+// what it says.
+func TestCachedPartitionSize(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.InMemory = true
+	cfg.Fsync = FsyncNo
+	db, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.LoadScript([]byte(benchCounter)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	ctx := context.Background()
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapAlloc
+	for i := 0; i < n; i++ {
+		if _, err := db.Apply(ctx, []byte(fmt.Sprintf("key:%08d", i)), []byte("incr"), Consistent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	est, entries := db.cache.usage()
+	if entries != n {
+		t.Fatalf("%d cached, want %d", entries, n)
+	}
+	// The in-memory filesystem keeps pebble's files on the heap too: count
+	// only what is not theirs.
+	files := int64(db.StorageStats().DiskBytes)
+	perPartition := float64(int64(ms.HeapAlloc-before)-files) / n
+	perEstimate := float64(est) / float64(entries)
+	t.Logf("heap per cached partition %.0f bytes, estimate %.0f", perPartition, perEstimate)
+	if perEstimate < 0.7*perPartition || perEstimate > 1.5*perPartition {
+		t.Fatalf("the cache estimates %.0f bytes per small partition; they hold about %.0f", perEstimate, perPartition)
+	}
+}
