@@ -110,3 +110,28 @@ func TestCachedPartitionSize(t *testing.T) {
 		t.Fatalf("the cache estimates %.0f bytes per small partition; they hold about %.0f", perEstimate, perPartition)
 	}
 }
+
+// BenchmarkSearch scrolls 10 records of one of 1000 tags over 100000
+// partitions.
+func BenchmarkSearch(b *testing.B) {
+	db := benchDB(b, `function apply(e, s) return 1, { tag = e } end
+function index(s) return { s.tag } end`)
+	ctx := context.Background()
+	for i := 0; i < 100000; i++ {
+		if _, err := db.Apply(ctx, []byte(fmt.Sprintf("p:%d", i)), []byte(fmt.Sprintf("t:%012d", i%1000)), Consistent); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tags := make([][]byte, 1000)
+	for i := range tags {
+		tags[i] = []byte(fmt.Sprintf("t:%012d", i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		hits, err := db.Search(SearchQuery{Tag: tags[i%len(tags)], Count: 10, Exact: true})
+		if err != nil || len(hits) != 10 {
+			b.Fatal(len(hits), err)
+		}
+	}
+}

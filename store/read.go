@@ -23,9 +23,14 @@ type PartitionRecords struct {
 }
 
 // ReadPartition reads every record of one partition from a consistent view.
-// ok is false when the partition has no records at all.
+// A partition exists exactly when its snapshot record does (the first write
+// of a partition always stores one); ok is false when it does not, which a
+// point lookup answers through the bloom filters without an iterator.
 func (s *Store) ReadPartition(slot uint16, key []byte) (recs PartitionRecords, ok bool, err error) {
 	lower := AppendPartitionPrefix(nil, slot, key)
+	if _, found, err := s.get(append(lower, subSnapshot)); err != nil || !found {
+		return recs, false, err
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {
 		return recs, false, err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -189,6 +190,9 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger) *pebb
 		ReadOnly: opts.ReadOnly,
 		Logger:   pebbleLogger{logger},
 	}
+	// Bloom filters answer "no such partition" (a point lookup of its
+	// snapshot record) without reading data blocks.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	popts.EnsureDefaults()
 	return popts
 }
