@@ -80,9 +80,10 @@ type Config struct {
 	// Limits bound what a handler may do; zero fields take the defaults of
 	// scripting.DefaultLimits.
 	Limits scripting.Limits
-	// CacheBytes bounds the cache of loaded partitions. Default 256 MiB.
+	// CacheBytes bounds the cache of loaded partitions. Default 64 MiB
+	// (about 150,000 small partitions).
 	CacheBytes int64
-	// BlockCacheBytes is pebble's block cache. Default 64 MiB.
+	// BlockCacheBytes is pebble's block cache. Default 32 MiB.
 	BlockCacheBytes int64
 	// Logger receives the DB's messages. Default: discard.
 	Logger *slog.Logger
@@ -97,8 +98,8 @@ func DefaultConfig() Config {
 		DataDir:         "./legion-data",
 		Fsync:           FsyncAlways,
 		Limits:          scripting.DefaultLimits(),
-		CacheBytes:      256 << 20,
-		BlockCacheBytes: 64 << 20,
+		CacheBytes:      64 << 20,
+		BlockCacheBytes: 32 << 20,
 	}
 }
 

@@ -69,9 +69,15 @@ func (p *partition) size() int64 {
 	return int64(n)
 }
 
-// maxLogRecords bounds the folded deltas kept as records after a snapshot,
-// and so the replay work of loading a partition.
-const maxLogRecords = 256
+// logLimit bounds the folded deltas kept as records after a snapshot of
+// stateLen bytes, and so the replay work of loading the partition after a
+// crash. Rewriting the snapshot costs about its size several times over
+// (the log, the flush, compactions), so the limit grows with the state to
+// keep that cost near 1 KB per event: 256 records up to 256 KiB, then one
+// per KiB of state, at most 4096.
+func logLimit(stateLen int) int {
+	return min(max(stateLen/1024, 256), 4096)
+}
 
 // load returns the partition of key, from the cache or the store. The
 // caller holds the key's lock.
@@ -400,7 +406,7 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 	}
 
 	keyBuf := make([]byte, 0, 32)
-	if !p.exists || len(p.log)+len(recs) > maxLogRecords || p.logLen+logLen >= len(inf.Value) {
+	if !p.exists || len(p.log)+len(recs) > logLimit(len(inf.Value)) || p.logLen+logLen >= len(inf.Value) {
 		b.PutSnapshot(p.slot, p.key, inf.AppendBinary(nil))
 		db.stats.snapshots.Add(1)
 		for _, e := range p.log {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/legiondb/legion"
@@ -15,6 +16,14 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	commands *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// byCommand caches each command's series (*commandSeries), so the hot
+	// path does no label hashing: command names are a small fixed set.
+	byCommand sync.Map
+}
+
+type commandSeries struct {
+	ok, failed prometheus.Counter
+	latency    prometheus.Observer
 }
 
 // NewMetrics registers the node's collectors. clients reports the number of
@@ -66,12 +75,21 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 
 // ObserveCommand records one command; resp calls it after every command.
 func (m *Metrics) ObserveCommand(command string, d time.Duration, failed bool) {
-	result := "ok"
-	if failed {
-		result = "error"
+	v, ok := m.byCommand.Load(command)
+	if !ok {
+		v, _ = m.byCommand.LoadOrStore(command, &commandSeries{
+			ok:      m.commands.WithLabelValues(command, "ok"),
+			failed:  m.commands.WithLabelValues(command, "error"),
+			latency: m.latency.WithLabelValues(command),
+		})
 	}
-	m.commands.WithLabelValues(command, result).Inc()
-	m.latency.WithLabelValues(command).Observe(d.Seconds())
+	cs := v.(*commandSeries)
+	if failed {
+		cs.failed.Inc()
+	} else {
+		cs.ok.Inc()
+	}
+	cs.latency.Observe(d.Seconds())
 }
 
 // Registry returns the registry the collectors are on.

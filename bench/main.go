@@ -30,6 +30,7 @@ type options struct {
 	quick      bool
 	only       string
 	profile    string
+	legionArgs string
 }
 
 func main() {
@@ -41,6 +42,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "small sizes, one run: a smoke test of the benchmark itself")
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this (ping, counter, large, search, footprint)")
 	flag.StringVar(&o.profile, "profile", "", "also take a 10s CPU profile of legion-server under the pipelined counter load into this file")
+	flag.StringVar(&o.legionArgs, "legion-args", "", "extra legion-server flags for every run, space-separated (e.g. \"--cache-size 32mb\")")
 	flag.Parse()
 	if o.quick {
 		o.runs, o.keys, o.partitions = 1, 10000, 20000
@@ -118,6 +120,7 @@ type report struct {
 	lines    []*line
 	commands []string
 	notes    []string
+	profile  string // pprof -top of legion-server under load, if taken
 }
 
 type bench struct {
@@ -177,6 +180,9 @@ func (b *bench) markdown() string {
 		for _, n := range b.report.notes {
 			fmt.Fprintf(&s, "- %s\n", n)
 		}
+	}
+	if b.report.profile != "" {
+		fmt.Fprintf(&s, "\n## Where legion-server spends its time\n\nA 10 s CPU profile under the pipelined counter load (`--fsync always`, 50 clients, pipeline 16):\n\n```\n%s```\n", b.report.profile)
 	}
 	fmt.Fprintf(&s, "\n## Commands\n\n```\n")
 	for _, c := range b.report.commands {

@@ -64,7 +64,8 @@ func (b *bench) startLegion(dir string, extra ...string) *proc {
 		}
 	}
 	p := &proc{name: "legion", port: freePort(), dir: dir}
-	p.args = append([]string{"--port", strconv.Itoa(p.port), "--admin-port", "-1", "--data-dir", dir, "--log-level", "warn"}, extra...)
+	p.args = append([]string{"--port", strconv.Itoa(p.port), "--admin-port", "-1", "--data-dir", dir, "--log-level", "warn"}, strings.Fields(b.opts.legionArgs)...)
+	p.args = append(p.args, extra...)
 	p.cmd = exec.Command(b.legionBin, p.args...)
 	p.cmd.Stderr = os.Stderr
 	if err := p.cmd.Start(); err != nil {

@@ -164,63 +164,81 @@ func (b *bench) counter() {
 }
 
 // largeState sends small events to one partition of about 1 MiB and
-// measures events per second and bytes the process wrote to storage per
-// event.
+// measures events per second and the bytes the process wrote to storage per
+// event: from one client (every event its own sync) and from 8 clients
+// pipelining 16 events (syncs shared).
 func (b *bench) largeState() {
-	events := b.scale(400)
-	rate := &line{section: "Large state (~1 MiB partition, one client, fsync on)", name: "small events per second", unit: "ops/s", higherIsBetter: true}
-	bytes := &line{section: "Large state (~1 MiB partition, one client, fsync on)", name: "bytes written to storage per event", unit: "bytes"}
-	size := &line{section: "Large state (~1 MiB partition, one client, fsync on)", name: "size of the stored state", unit: "bytes"}
-	for r := 0; r < b.opts.runs; r++ {
-		for _, which := range []string{"legion", "redis"} {
-			var p *proc
-			var do func(c *redis.Client) error
-			if which == "legion" {
-				p = b.startLegion("", fsyncOn.legion...)
-				b.load(p, legionLarge)
-				do = func(c *redis.Client) error { return c.Do(b.ctx, "LEGION.APPLY", "big", "incr").Err() }
-			} else {
-				p = b.startRedis("", fsyncOn.redis...)
-				sha := b.load(p, redisLarge)
-				do = func(c *redis.Client) error { return c.EvalSha(b.ctx, sha, []string{"big"}, "incr").Err() }
-			}
-			c := p.client(1)
-			for i := 0; i < 5; i++ { // create it, warm up
-				if err := do(c); err != nil {
-					log.Fatalf("%s: %v", which, err)
-				}
-			}
-			w0 := p.writeBytes()
-			start := time.Now()
-			for i := 0; i < events; i++ {
-				if err := do(c); err != nil {
-					log.Fatalf("%s: %v", which, err)
-				}
-			}
-			elapsed := time.Since(start)
-			// Let background writes (pebble flushes, AOF writes) land in the count.
-			time.Sleep(1500 * time.Millisecond)
-			w1 := p.writeBytes()
-			var stored float64
-			if which == "legion" {
-				if v, err := c.Do(b.ctx, "LEGION.GET", "big").Text(); err == nil {
-					stored = float64(len(v))
-				}
-			} else if v, err := c.StrLen(b.ctx, "big").Result(); err == nil {
-				stored = float64(v)
-			}
-			c.Close()
-			rate.add(p, float64(events)/elapsed.Seconds())
-			bytes.add(p, float64(w1-w0)/float64(events))
-			size.add(p, stored)
-			p.stop()
+	for _, v := range []struct {
+		clients, pipeline, events int
+	}{{1, 1, b.scale(300)}, {8, 16, b.scale(2560)}} {
+		section := fmt.Sprintf("Large state (~1 MiB partition, %d client(s), pipeline %d, fsync on)", v.clients, v.pipeline)
+		rate := &line{section: section, name: "small events per second", unit: "ops/s", higherIsBetter: true}
+		bytes := &line{section: section, name: "bytes written to storage per event", unit: "bytes"}
+		if v.clients == 1 {
+			bytes.note = "Each fsync writes at least the log's last 4 KiB page again, so one client syncing every event cannot go below about 4 KB per event; with pipelines and concurrent clients syncs are shared."
 		}
+		size := &line{section: section, name: "size of the state (as JSON)", unit: "bytes"}
+		for r := 0; r < b.opts.runs; r++ {
+			for _, which := range []string{"legion", "redis"} {
+				var p *proc
+				var send func(pipe redis.Pipeliner)
+				if which == "legion" {
+					p = b.startLegion("", fsyncOn.legion...)
+					b.load(p, legionLarge)
+					send = func(pipe redis.Pipeliner) { pipe.Do(b.ctx, "LEGION.APPLY", "big", "incr") }
+				} else {
+					p = b.startRedis("", fsyncOn.redis...)
+					sha := b.load(p, redisLarge)
+					send = func(pipe redis.Pipeliner) { pipe.EvalSha(b.ctx, sha, []string{"big"}, "incr") }
+				}
+				c := p.client(v.clients)
+				run := func(n int) {
+					pipe := c.Pipeline()
+					for i := 0; i < n; i++ {
+						send(pipe)
+					}
+					if _, err := pipe.Exec(b.ctx); err != nil {
+						log.Fatalf("%s: %v", which, err)
+					}
+				}
+				run(5) // create it, warm up
+				w0 := p.writeBytes()
+				start := time.Now()
+				var wg sync.WaitGroup
+				for w := 0; w < v.clients; w++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; i < v.events/v.clients; i += v.pipeline {
+							run(v.pipeline)
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				// Let background writes (pebble flushes, AOF writes) land in the count.
+				time.Sleep(1500 * time.Millisecond)
+				w1 := p.writeBytes()
+				var stored float64
+				if which == "legion" {
+					if v, err := c.Do(b.ctx, "LEGION.GET", "big").Text(); err == nil {
+						stored = float64(len(v))
+					}
+				} else if v, err := c.StrLen(b.ctx, "big").Result(); err == nil {
+					stored = float64(v)
+				}
+				c.Close()
+				rate.add(p, float64(v.events)/elapsed.Seconds())
+				bytes.add(p, float64(w1-w0)/float64(v.events))
+				size.add(p, stored)
+				p.stop()
+			}
+		}
+		b.add(rate)
+		b.add(bytes)
+		b.add(size)
+		b.command("%d LEGION.APPLY big incr from %d client(s), pipeline %d (legion --fsync always) vs EVALSHA of the same JSON work (redis appendonly yes appendfsync everysec); bytes from /proc/<pid>/io write_bytes", v.events, v.clients, v.pipeline)
 	}
-	size.name = "size of the state (as JSON)"
-	b.add(rate)
-	b.add(bytes)
-	b.add(size)
-	b.command("%d sequential LEGION.APPLY big incr (legion --fsync always) vs EVALSHA of the same JSON work (redis appendonly yes appendfsync everysec); bytes from /proc/<pid>/io write_bytes", events)
 }
 
 // loadTagged writes n partitions tagged t:<12 digits of i%1000> into both
@@ -298,6 +316,18 @@ func (b *bench) footprint() {
 	b.loadTagged(rd, n, func(pipe redis.Pipeliner, key, tag string) { pipe.EvalSha(b.ctx, sha, []string{key}, tag) })
 	time.Sleep(3 * time.Second) // let background work settle
 	section := fmt.Sprintf("Footprint (%d tagged partitions)", n)
+	if c := lg.client(1); c != nil {
+		if info, err := c.Info(b.ctx, "memory").Result(); err == nil {
+			var goTotal, heap int64
+			for _, l := range strings.Split(info, "\r\n") {
+				fmt.Sscanf(l, "used_memory_runtime:%d", &goTotal)
+				fmt.Sscanf(l, "used_memory:%d", &heap)
+			}
+			b.report.notes = append(b.report.notes, fmt.Sprintf("After loading, legion-server's Go runtime held %.0f MiB (%.0f MiB of live heap) of its %.0f MiB resident; the rest is pebble's memtables and block cache, allocated outside the Go heap.",
+				float64(goTotal)/(1<<20), float64(heap)/(1<<20), float64(lg.rss())/(1<<20)))
+		}
+		c.Close()
+	}
 	b.add(&line{section: section, name: "resident memory after loading", unit: "MiB",
 		legion: []float64{float64(lg.rss()) / (1 << 20)}, redis: []float64{float64(rd.rss()) / (1 << 20)}})
 	b.add(&line{section: section, name: "bytes on disk", unit: "MiB",
@@ -327,7 +357,7 @@ func (b *bench) footprint() {
 
 // cpuProfile profiles legion-server under the pipelined counter load.
 func (b *bench) cpuProfile(path string) {
-	lg := b.startLegion("", append(fsyncOn.legion, "--admin-port", "0")...)
+	lg := b.startLegion("", append(fsyncOn.legion, "--admin-port", strconv.Itoa(freePort()))...)
 	defer lg.stop()
 	b.load(lg, legionCounter)
 	done := make(chan struct{})
@@ -341,6 +371,12 @@ func (b *bench) cpuProfile(path string) {
 		log.Printf("profile: %v %s", err, out)
 	}
 	<-done
+	top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", b.legionBin, path).Output()
+	if err != nil {
+		log.Printf("pprof: %v", err)
+		return
+	}
+	b.report.profile = string(top)
 	log.Printf("CPU profile in %s (go tool pprof -top %s)", path, path)
 }
 
