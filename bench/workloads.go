@@ -148,19 +148,21 @@ func (b *bench) counter() {
 		lg.stop()
 		rd.stop()
 	}
-	// APPLY against our own PING, measured back to back on one server.
-	lg := b.startLegion("", fsyncOn.legion...)
-	defer lg.stop()
-	b.load(lg, legionCounter)
-	l := &line{section: "Counter against PING (legion only)", name: "LEGION.APPLY ops/s (fsync always) / PING ops/s, pipeline 16", unit: "ratio",
-		note: "Here the two columns are both Legion: APPLY with `--fsync always` and PING, alternating on one server; the ratio is APPLY/PING."}
-	for r := 0; r < b.opts.runs; r++ {
-		apply := b.redisBenchmark(lg, 50, b.scale(400000), 16, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
-		ping := b.redisBenchmark(lg, 50, b.scale(400000), 16, 0, "PING")
-		l.legion = append(l.legion, apply.rps)
-		l.redis = append(l.redis, ping.rps)
+	// APPLY against our own PING, back to back on one server.
+	for _, mode := range []fsyncMode{fsyncOff, fsyncOn} {
+		lg := b.startLegion("", mode.legion...)
+		b.load(lg, legionCounter)
+		l := &line{section: "Counter against PING (legion only)", name: fmt.Sprintf("LEGION.APPLY (%s) / PING, pipeline 16", strings.Join(mode.legion, " ")), unit: "ops/s",
+			note: "Here both columns are Legion: APPLY in the left one and PING in the right one, alternating on one server; the ratio is APPLY/PING."}
+		for r := 0; r < b.opts.runs; r++ {
+			apply := b.redisBenchmark(lg, 50, b.scale(400000), 16, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
+			ping := b.redisBenchmark(lg, 50, b.scale(400000), 16, 0, "PING")
+			l.legion = append(l.legion, apply.rps)
+			l.redis = append(l.redis, ping.rps)
+		}
+		b.add(l)
+		lg.stop()
 	}
-	b.add(l)
 }
 
 // largeState sends small events to one partition of about 1 MiB and
