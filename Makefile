@@ -13,6 +13,16 @@ test: deps
 deps:
 	@./.ci/deps
 
+# The benchmark against redis-server (about 10 minutes; not part of test).
+# It needs Debian's redis-server and redis-tools, installed here if missing,
+# and rewrites BENCHMARKS.md.
+bench:
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1 || \
+		{ SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+		  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null; }
+	$(GO) run ./bench -out BENCHMARKS.md -profile bench-cpu.prof
+
 build:
 	$(GO) build -o bin/legion-server ./cmd/legion-server
 

@@ -4,10 +4,10 @@ import (
 	"container/list"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
-// cacheShards spreads the cache's locks; each shard has an equal part of
-// the byte budget.
+// cacheShards spreads the cache's locks.
 const cacheShards = 64
 
 // partitionCache keeps recently used partitions in memory, bounded by an
@@ -15,15 +15,23 @@ const cacheShards = 64
 // partition, and a reload replays its log. A cached partition is only
 // mutated by the holder of its key's lock; the cache itself only stores
 // pointers.
+//
+// The byte budget is global while the LRU lists are per shard: a shard
+// that inserts while the whole cache is over budget evicts its own least
+// recently used partitions, never the one just inserted. So a hot
+// partition larger than a shard's share of the budget stays cached (a
+// large state would otherwise be reloaded, and its log replayed, on every
+// event), at the price of the bound being approximate by one partition
+// per shard.
 type partitionCache struct {
 	seed   maphash.Seed
+	limit  int64
+	bytes  atomic.Int64 // estimated bytes in all shards
 	shards [cacheShards]cacheShard
 }
 
 type cacheShard struct {
 	mu    sync.Mutex
-	limit int64
-	bytes int64                    // guarded by mu
 	lru   list.List                // of *cacheEntry, most recent first; guarded by mu
 	byKey map[string]*list.Element // guarded by mu
 }
@@ -34,9 +42,8 @@ type cacheEntry struct {
 }
 
 func newPartitionCache(limit int64) *partitionCache {
-	c := &partitionCache{seed: maphash.MakeSeed()}
+	c := &partitionCache{seed: maphash.MakeSeed(), limit: limit}
 	for i := range c.shards {
-		c.shards[i].limit = limit / cacheShards
 		c.shards[i].byKey = make(map[string]*list.Element)
 	}
 	return c
@@ -57,29 +64,35 @@ func (c *partitionCache) get(key []byte) *partition {
 	return nil
 }
 
-// put inserts or refreshes p (re-estimating its size) and evicts the least
-// recently used partitions over the shard's budget. A partition larger
-// than the whole budget is not kept.
+// put inserts or refreshes p (re-estimating its size) and, while the cache
+// is over its budget, evicts this shard's least recently used partitions
+// other than p.
 func (c *partitionCache) put(p *partition) {
 	s := c.shard(p.key)
 	size := p.size()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if el, ok := s.byKey[string(p.key)]; ok {
-		e := el.Value.(*cacheEntry)
-		s.bytes += size - e.size
+	var el *list.Element
+	if old, ok := s.byKey[string(p.key)]; ok {
+		e := old.Value.(*cacheEntry)
+		c.bytes.Add(size - e.size)
 		e.p, e.size = p, size
-		s.lru.MoveToFront(el)
+		s.lru.MoveToFront(old)
+		el = old
 	} else {
-		s.byKey[string(p.key)] = s.lru.PushFront(&cacheEntry{p: p, size: size})
-		s.bytes += size
+		el = s.lru.PushFront(&cacheEntry{p: p, size: size})
+		s.byKey[string(p.key)] = el
+		c.bytes.Add(size)
 	}
-	for s.bytes > s.limit && s.lru.Len() > 0 {
-		el := s.lru.Back()
-		e := el.Value.(*cacheEntry)
-		s.lru.Remove(el)
+	for c.bytes.Load() > c.limit && s.lru.Len() > 1 {
+		victim := s.lru.Back()
+		if victim == el {
+			break
+		}
+		e := victim.Value.(*cacheEntry)
+		s.lru.Remove(victim)
 		delete(s.byKey, string(e.p.key))
-		s.bytes -= e.size
+		c.bytes.Add(-e.size)
 	}
 }
 
@@ -88,7 +101,7 @@ func (c *partitionCache) remove(key []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if el, ok := s.byKey[string(key)]; ok {
-		s.bytes -= el.Value.(*cacheEntry).size
+		c.bytes.Add(-el.Value.(*cacheEntry).size)
 		s.lru.Remove(el)
 		delete(s.byKey, string(key))
 	}
@@ -112,9 +125,8 @@ func (c *partitionCache) usage() (bytes int64, entries int) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		bytes += s.bytes
 		entries += s.lru.Len()
 		s.mu.Unlock()
 	}
-	return bytes, entries
+	return c.bytes.Load(), entries
 }
