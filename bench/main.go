@@ -20,6 +20,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 type options struct {
@@ -48,6 +50,9 @@ func main() {
 		o.runs, o.keys, o.partitions = 1, 10000, 20000
 	}
 	log.SetFlags(log.Ltime)
+	// go-redis logs dial retries while a restarted server is loading; the
+	// benchmark waits for that on purpose.
+	redis.SetLogger(quietLogger{})
 
 	for _, tool := range []string{"redis-server", "redis-benchmark", "redis-cli"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -191,6 +196,10 @@ func (b *bench) markdown() string {
 	fmt.Fprintf(&s, "```\n")
 	return s.String()
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...interface{}) {}
 
 func num(x float64) string {
 	switch {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -382,13 +381,15 @@ func (b *bench) cpuProfile(path string) {
 	log.Printf("CPU profile in %s (go tool pprof -top %s)", path, path)
 }
 
+// adminPort returns the admin port of the last --admin-port flag (the last
+// one given wins).
 func adminPort(p *proc) string {
+	port := "-1"
 	for i, a := range p.args {
 		if a == "--admin-port" && i+1 < len(p.args) {
-			return p.args[i+1]
+			port = p.args[i+1]
 		}
 	}
-	return strconv.Itoa(0)
+	return port
 }
 
-var _ = os.Getpid
