@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -165,19 +166,30 @@ func (b *bench) markdown() string {
 		fmt.Fprintf(&s, "- **Quick mode**: small sizes and one run; not a measurement.\n")
 	}
 	fmt.Fprintf(&s, "\nMachines here are shared and noisy: compare ratios measured in the same run,\nnot absolute figures across runs.\n")
-	section := ""
+	// One table per section; notes of its lines go below the table.
+	var sections []string
+	bySection := map[string][]*line{}
 	for _, l := range b.report.lines {
-		if l.section != section {
-			section = l.section
-			fmt.Fprintf(&s, "\n## %s\n\n| work | unit | legion | redis | legion/redis | runs (legion; redis) |\n|---|---|---:|---:|---:|---|\n", section)
+		if _, ok := bySection[l.section]; !ok {
+			sections = append(sections, l.section)
 		}
-		ratio := "—"
-		if m := median(l.redis); m != 0 {
-			ratio = fmt.Sprintf("%.2f", median(l.legion)/m)
+		bySection[l.section] = append(bySection[l.section], l)
+	}
+	for _, section := range sections {
+		fmt.Fprintf(&s, "\n## %s\n\n| work | unit | legion | redis | legion/redis | runs (legion; redis) |\n|---|---|---:|---:|---:|---|\n", section)
+		var notes []string
+		for _, l := range bySection[section] {
+			ratio := "—"
+			if m := median(l.redis); m != 0 {
+				ratio = fmt.Sprintf("%.2f", median(l.legion)/m)
+			}
+			fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s; %s |\n", l.name, l.unit, num(median(l.legion)), num(median(l.redis)), ratio, nums(l.legion), nums(l.redis))
+			if l.note != "" && !slices.Contains(notes, l.note) {
+				notes = append(notes, l.note)
+			}
 		}
-		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s; %s |\n", l.name, l.unit, num(median(l.legion)), num(median(l.redis)), ratio, nums(l.legion), nums(l.redis))
-		if l.note != "" {
-			fmt.Fprintf(&s, "\n%s\n\n", l.note)
+		for _, n := range notes {
+			fmt.Fprintf(&s, "\n%s\n", n)
 		}
 	}
 	if len(b.report.notes) > 0 {

@@ -405,6 +405,10 @@ func (s *Store) Close() error {
 		s.dirty.Store(true)
 		err = s.syncNow()
 	}
+	// Flush the memtables so the next start has no log to replay.
+	if ferr := s.db.Flush(); ferr != nil && !errors.Is(ferr, pebble.ErrReadOnly) {
+		err = errors.Join(err, ferr)
+	}
 	return errors.Join(err, s.db.Close())
 }
 
