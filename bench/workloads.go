@@ -392,4 +392,3 @@ func adminPort(p *proc) string {
 	}
 	return port
 }
-
