@@ -224,7 +224,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if code := s.exitCode(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM:\n%s", code, s.Log())
 	}
-	if d := time.Since(start); d > 15*time.Second {
+	if d := time.Since(start); d > time.Minute { // bounded, generously: CI machines are slow
 		t.Fatalf("shutdown took %v", d)
 	}
 	if !strings.Contains(s.Log(), "shutdown complete") {
