@@ -235,26 +235,25 @@ func (s *Server) writeOutput(w *writer, out legion.Output) {
 }
 
 func cmdGet(s *Server, c *client, args [][]byte, w *writer) {
-	json, ok, err := s.db.Get(args[1])
-	switch {
-	case err != nil:
-		s.replyError(w, err)
-	case !ok:
-		w.null()
-	default:
-		w.bulk(json)
-	}
+	s.writeOptional(w)(s.db.Get(args[1]))
 }
 
 func cmdInspect(s *Server, c *client, args [][]byte, w *writer) {
-	json, ok, err := s.db.Inspect(args[1])
-	switch {
-	case err != nil:
-		s.replyError(w, err)
-	case !ok:
-		w.null()
-	default:
-		w.bulk(json)
+	s.writeOptional(w)(s.db.Inspect(args[1]))
+}
+
+// writeOptional returns a function answering with a bulk string, nil when
+// absent, or the error.
+func (s *Server) writeOptional(w *writer) func(b []byte, ok bool, err error) {
+	return func(b []byte, ok bool, err error) {
+		switch {
+		case err != nil:
+			s.replyError(w, err)
+		case !ok:
+			w.null()
+		default:
+			w.bulk(b)
+		}
 	}
 }
 

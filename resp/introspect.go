@@ -51,13 +51,16 @@ func (cmd *command) has(flag string) bool {
 }
 
 // sortedSubcommands returns a container's subcommands by name.
-func (cmd *command) sortedSubcommands() []*command {
-	subs := make([]*command, 0, len(cmd.subcommands))
-	for _, sc := range cmd.subcommands {
-		subs = append(subs, sc)
+func (cmd *command) sortedSubcommands() []*command { return byName(cmd.subcommands) }
+
+// byName returns the commands of a table ordered by name.
+func byName(table map[string]*command) []*command {
+	cmds := make([]*command, 0, len(table))
+	for _, cmd := range table {
+		cmds = append(cmds, cmd)
 	}
-	sort.Slice(subs, func(i, j int) bool { return subs[i].name < subs[j].name })
-	return subs
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
+	return cmds
 }
 
 // writeInfo writes one COMMAND INFO entry (Redis 7 layout).
@@ -151,14 +154,7 @@ func (w *writer) commandDocs(cmd *command) {
 	}
 }
 
-func (s *Server) sortedCommands() []*command {
-	cmds := make([]*command, 0, len(s.commands))
-	for _, cmd := range s.commands {
-		cmds = append(cmds, cmd)
-	}
-	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
-	return cmds
-}
+func (s *Server) sortedCommands() []*command { return byName(s.commands) }
 
 // lookup finds a command by its name or "container|sub" full name.
 func (s *Server) lookup(name string) *command {
