@@ -106,16 +106,10 @@ func DefaultConfig() Config {
 // withDefaults returns a copy of c with zero fields defaulted.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.DataDir == "" {
-		c.DataDir = d.DataDir
-	}
+	orDefault(&c.DataDir, d.DataDir)
 	c.Limits = mergeLimits(c.Limits, d.Limits)
-	if c.CacheBytes == 0 {
-		c.CacheBytes = d.CacheBytes
-	}
-	if c.BlockCacheBytes == 0 {
-		c.BlockCacheBytes = d.BlockCacheBytes
-	}
+	orDefault(&c.CacheBytes, d.CacheBytes)
+	orDefault(&c.BlockCacheBytes, d.BlockCacheBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -127,37 +121,25 @@ func (c Config) withDefaults() Config {
 
 // mergeLimits fills the zero fields of l from d.
 func mergeLimits(l, d scripting.Limits) scripting.Limits {
-	if l.InstructionBudget == 0 {
-		l.InstructionBudget = d.InstructionBudget
-	}
-	if l.Timeout == 0 {
-		l.Timeout = d.Timeout
-	}
-	if l.MaxCallDepth == 0 {
-		l.MaxCallDepth = d.MaxCallDepth
-	}
-	if l.MaxStringBytes == 0 {
-		l.MaxStringBytes = d.MaxStringBytes
-	}
-	if l.MaxStateBytes == 0 {
-		l.MaxStateBytes = d.MaxStateBytes
-	}
-	if l.MaxOutputBytes == 0 {
-		l.MaxOutputBytes = d.MaxOutputBytes
-	}
-	if l.MaxEventBytes == 0 {
-		l.MaxEventBytes = d.MaxEventBytes
-	}
-	if l.MaxTags == 0 {
-		l.MaxTags = d.MaxTags
-	}
-	if l.MaxTagBytes == 0 {
-		l.MaxTagBytes = d.MaxTagBytes
-	}
-	if l.MaxMemoryBytes == 0 {
-		l.MaxMemoryBytes = d.MaxMemoryBytes
-	}
+	orDefault(&l.InstructionBudget, d.InstructionBudget)
+	orDefault(&l.Timeout, d.Timeout)
+	orDefault(&l.MaxCallDepth, d.MaxCallDepth)
+	orDefault(&l.MaxStringBytes, d.MaxStringBytes)
+	orDefault(&l.MaxStateBytes, d.MaxStateBytes)
+	orDefault(&l.MaxOutputBytes, d.MaxOutputBytes)
+	orDefault(&l.MaxEventBytes, d.MaxEventBytes)
+	orDefault(&l.MaxTags, d.MaxTags)
+	orDefault(&l.MaxTagBytes, d.MaxTagBytes)
+	orDefault(&l.MaxMemoryBytes, d.MaxMemoryBytes)
 	return l
+}
+
+// orDefault sets *v to d if *v is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 // Validate reports the first invalid field of c (after defaults).
