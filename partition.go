@@ -2,6 +2,7 @@ package legion
 
 import (
 	"bytes"
+	"slices"
 	"context"
 	"errors"
 	"fmt"
@@ -310,7 +311,9 @@ func (db *DB) apply(ctx context.Context, key, ev []byte, mode Mode) (Output, *st
 		}
 		return newState, out, nil
 	}
-	before := p.ps.Pending()
+	// A copy: Pending shares the power state's slice, which the operation
+	// may rearrange in place.
+	before := slices.Clone(p.ps.Pending())
 	id, out, folded, err := p.ps.Event(db.self, payload, apply)
 	if *fatal != nil {
 		db.cache.remove(key)
