@@ -2,10 +2,10 @@ package legion
 
 import (
 	"bytes"
-	"slices"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/legiondb/legion/crdt"
 	"github.com/legiondb/legion/index"
