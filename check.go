@@ -155,7 +155,7 @@ func (db *DB) checkOrphans(rep *CheckReport, repair bool) error {
 	var fromTag, fromKey []byte
 	after := false
 	for {
-		it, err := db.store.SeekTags(fromTag, fromKey, after)
+		it, err := db.store.SeekTags(fromTag, fromKey, after, false)
 		if err != nil {
 			return err
 		}

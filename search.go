@@ -32,7 +32,52 @@ func (db *DB) Search(q SearchQuery) ([]Hit, error) {
 		return nil, err
 	}
 	defer db.leave()
-	return index.Search(db.store, index.Query{Tag: q.Tag, After: q.After, AfterKey: q.AfterKey, Count: q.Count, Exact: q.Exact})
+	return index.Search(db.store, q.query())
+}
+
+func (q SearchQuery) query() index.Query {
+	return index.Query{Tag: q.Tag, After: q.After, AfterKey: q.AfterKey, Count: q.Count, Exact: q.Exact}
+}
+
+// SearchView answers searches from one view of the store, taken at its
+// first search, so that many searches pay for one iterator. It sees no
+// write made after that first search: use one only for searches that are
+// concurrent with each other, such as those a client pipelined together
+// (each was sent before the view was taken), and close it before anything
+// else. A SearchView is used by one goroutine; Close must be called, and
+// DB.Close waits for it.
+type SearchView struct {
+	db      *DB
+	v       *index.View
+	entered bool
+}
+
+// NewSearchView returns a SearchView; it holds nothing until its first
+// search.
+func (db *DB) NewSearchView() *SearchView { return &SearchView{db: db} }
+
+// Search is DB.Search on the view.
+func (sv *SearchView) Search(q SearchQuery) ([]Hit, error) {
+	if !sv.entered {
+		if err := sv.db.enter(); err != nil {
+			return nil, err
+		}
+		sv.entered = true
+		sv.v = index.NewView(sv.db.store)
+	}
+	return sv.v.Search(q.query())
+}
+
+// Close releases the view. It may be called more than once.
+func (sv *SearchView) Close() error {
+	if !sv.entered {
+		return nil
+	}
+	err := sv.v.Close()
+	sv.v = nil
+	sv.entered = false
+	sv.db.leave()
+	return err
 }
 
 // Inspect returns the power state of key as JSON: the infimum (id,

@@ -231,6 +231,11 @@ func TestSearchMatchesModel(t *testing.T) {
 				}
 				return want
 			}
+			type query struct {
+				args []any
+				want []rec
+			}
+			var queries []query
 			for q := 0; q < 200; q++ {
 				tag := vocab[r.Intn(len(vocab))]
 				switch r.Intn(4) {
@@ -259,6 +264,28 @@ func TestSearchMatchesModel(t *testing.T) {
 				got, want := search(args...), expect(tag, after, count, exact)
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Fatalf("seed %d: LEGION.SEARCH %q\n got  %q\n want %q", seed, args, got, want)
+				}
+				queries = append(queries, query{args, want})
+			}
+			// The same searches pipelined (answered from one view of the
+			// store) give the same answers.
+			pipe := c.Pipeline()
+			cmds := make([]*redis.Cmd, len(queries))
+			for i, q := range queries {
+				cmds[i] = pipe.Do(ctx(t), append([]any{"LEGION.SEARCH"}, q.args...)...)
+			}
+			if _, err := pipe.Exec(ctx(t)); err != nil {
+				t.Fatalf("seed %d: pipelined searches: %v", seed, err)
+			}
+			for i, q := range queries {
+				res, _ := cmds[i].Slice()
+				var got []rec
+				for _, x := range res {
+					p := x.([]any)
+					got = append(got, rec{p[0].(string), p[1].(string)})
+				}
+				if fmt.Sprint(got) != fmt.Sprint(q.want) {
+					t.Fatalf("seed %d: pipelined LEGION.SEARCH %q\n got  %q\n want %q", seed, q.args, got, q.want)
 				}
 			}
 			// Default COUNT is 10.
@@ -341,4 +368,46 @@ func snapshotAll(t testing.TB, c *redis.Client, n int) []string {
 		out = append(out, fmt.Sprint(x))
 	}
 	return out
+}
+
+// TestPipelinedSearchSeesEarlierWrites: the searches of a pipeline share a
+// view of the store only while nothing else runs between them, so each one
+// sees every write that came before it in the pipeline.
+func TestPipelinedSearchSeesEarlierWrites(t *testing.T) {
+	s := startServer(t, "")
+	c := s.client(t)
+	loadScript(t, c, tagApply+"\nfunction index(state, key) return state.words end\n")
+	keys := func(cmd *redis.Cmd) string {
+		res, err := cmd.Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, x := range res {
+			out = append(out, x.([]any)[1].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	pipe := c.Pipeline()
+	var searches []*redis.Cmd
+	search := func() { searches = append(searches, pipe.Do(ctx(t), "LEGION.SEARCH", "red", "EXACT")) }
+	search()
+	search()
+	pipe.Do(ctx(t), "LEGION.APPLY", "k1", "red")
+	search()
+	search()
+	pipe.Do(ctx(t), "LEGION.APPLY", "k2", "red")
+	pipe.Do(ctx(t), "PING")
+	search()
+	pipe.Do(ctx(t), "LEGION.APPLY", "k1", "blue")
+	search()
+	if _, err := pipe.Exec(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"", "", "k1", "k1", "k1,k2", "k2"}
+	for i, cmd := range searches {
+		if got := keys(cmd); got != want[i] {
+			t.Errorf("search %d of the pipeline = %q, want %q", i, got, want[i])
+		}
+	}
 }

@@ -48,6 +48,27 @@ type Query struct {
 // Search returns the records of q in index order from one consistent view
 // of the store.
 func Search(s *store.Store, q Query) ([]Hit, error) {
+	v := NewView(s)
+	hits, err := v.Search(q)
+	if cerr := v.Close(); err == nil {
+		err = cerr
+	}
+	return hits, err
+}
+
+// View answers searches from one view of the store, taken at its first
+// search: the searches of one pipeline share one pebble iterator. A View is
+// used by one goroutine and must be closed.
+type View struct {
+	s  *store.Store
+	it *store.TagIter
+}
+
+// NewView returns a View of s; it reads nothing until its first search.
+func NewView(s *store.Store) *View { return &View{s: s} }
+
+// Search returns the records of q in index order.
+func (v *View) Search(q Query) ([]Hit, error) {
 	count := q.Count
 	if count == 0 {
 		count = DefaultCount
@@ -55,11 +76,21 @@ func Search(s *store.Store, q Query) ([]Hit, error) {
 	if count < 0 || count > MaxCount {
 		return nil, fmt.Errorf("%w: %d (must be 1 to %d)", ErrCount, q.Count, MaxCount)
 	}
-	it, err := s.SeekTags(q.Tag, q.AfterKey, q.After)
-	if err != nil {
-		return nil, err
+	if v.it == nil {
+		it, err := v.s.SeekTags(q.Tag, q.AfterKey, q.After, q.Exact)
+		if err != nil {
+			return nil, err
+		}
+		v.it = it
+	} else {
+		v.it.Seek(q.Tag, q.AfterKey, q.After, q.Exact)
 	}
-	var hits []Hit
+	it := v.it
+	// The hits share one buffer; a search of an exact tag stores the tag
+	// once.
+	hits := make([]Hit, 0, min(count, 64))
+	var buf []byte
+	var tag []byte
 	for len(hits) < count && it.Next() {
 		if q.Exact && !bytes.Equal(it.Tag(), q.Tag) {
 			break
@@ -67,12 +98,39 @@ func Search(s *store.Store, q Query) ([]Hit, error) {
 		if q.Keep != nil && !q.Keep(it.Key()) {
 			continue
 		}
-		hits = append(hits, Hit{
-			Tag: append([]byte(nil), it.Tag()...),
-			Key: append([]byte(nil), it.Key()...),
-		})
+		if buf == nil {
+			buf = make([]byte, 0, min(count, 64)*(len(it.Key())+8)+len(it.Tag()))
+		}
+		if tag == nil || !bytes.Equal(tag, it.Tag()) {
+			buf, tag = appendPiece(buf, it.Tag())
+		}
+		var key []byte
+		buf, key = appendPiece(buf, it.Key())
+		hits = append(hits, Hit{Tag: tag, Key: key})
 	}
-	return hits, it.Close()
+	return hits, it.Err()
+}
+
+// Close releases the view.
+func (v *View) Close() error {
+	if v.it == nil {
+		return nil
+	}
+	err := v.it.Close()
+	v.it = nil
+	return err
+}
+
+// appendPiece appends p to buf and returns the grown buffer and the copy,
+// capped so that appending to the copy can never write into buf. A full
+// buffer is left to the hits that reference it and a fresh one started.
+func appendPiece(buf, p []byte) ([]byte, []byte) {
+	if len(buf)+len(p) > cap(buf) {
+		buf = make([]byte, 0, max(2*cap(buf), len(p)))
+	}
+	n := len(buf)
+	buf = append(buf, p...)
+	return buf, buf[n:len(buf):len(buf)]
 }
 
 // Update writes into b the index changes that turn the partition's tags

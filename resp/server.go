@@ -169,6 +169,12 @@ type client struct {
 	// pending holds the durability waits of writes whose replies are
 	// buffered but not yet sent (owned by the connection's goroutine).
 	pending []func() error
+	// view answers the searches of a pipeline from one iterator; it is
+	// open from a pipelined search until the first command that is not a
+	// search, or the pipeline's end (owned by the connection's goroutine).
+	view     *legion.SearchView
+	viewOpen bool
+	searched bool // the command running is a search
 
 	mu      sync.Mutex // guards the fields below, read by CLIENT LIST from other connections
 	name    string
@@ -260,6 +266,12 @@ func (c *client) syncPending() error {
 	return first
 }
 
+// closeView releases the pipeline's search view.
+func (c *client) closeView() {
+	c.view.Close()
+	c.viewOpen = false
+}
+
 // isLoopback reports whether a "host:port" address is on the loopback
 // interface.
 func isLoopback(addr string) bool {
@@ -294,6 +306,12 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	}
 	w := &c.w
 	w.reset()
+	c.searched = false
+	defer func() {
+		if c.viewOpen && (!c.searched || len(conn.PeekPipeline()) == 0 || s.closing.Load()) {
+			c.closeView()
+		}
+	}()
 	s.gate.RLock()
 	if s.closing.Load() {
 		s.gate.RUnlock()

@@ -194,29 +194,74 @@ func (p *PartitionIter) Close() error {
 	return err
 }
 
-// TagIter walks the global tag index in (tag, key) order.
+// TagIter walks the global tag index in (tag, key) order. Seek moves it
+// to another place of the same view of the store: consecutive searches of
+// one pipeline share one pebble iterator.
 type TagIter struct {
 	it      *pebble.Iterator
 	tag     []byte
 	key     []byte
+	bounds  []byte // lower bound, then upper bound
 	err     error
 	ok      bool
 	started bool
 }
 
 // SeekTags returns an iterator positioned at the first index record ≥
-// (tag, key), or strictly > (tag, key) when after is true.
-func (s *Store) SeekTags(tag, key []byte, after bool) (*TagIter, error) {
-	lower := tagKey(nil, tag, key)
+// (tag, key), or strictly > (tag, key) when after is true. With only, the
+// iterator ends with the last record of tag itself: the bound lets pebble
+// skip every file past it.
+func (s *Store) SeekTags(tag, key []byte, after, only bool) (*TagIter, error) {
+	t := &TagIter{}
+	lower, upper := t.setBounds(tag, key, after, only)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	t.it = it
+	t.ok = it.First()
+	return t, nil
+}
+
+// Seek repositions the iterator as SeekTags would, on the view of the store
+// it was created with.
+func (t *TagIter) Seek(tag, key []byte, after, only bool) {
+	t.err = nil
+	lower, upper := t.setBounds(tag, key, after, only)
+	t.it.SetBounds(lower, upper)
+	t.ok = t.it.First()
+	t.started = false
+}
+
+// tagsEnd is the upper bound of the whole index.
+var tagsEnd = []byte{kindTag + 1}
+
+// setBounds builds the iterator bounds of a seek in t.bounds (pebble copies
+// them).
+func (t *TagIter) setBounds(tag, key []byte, after, only bool) (lower, upper []byte) {
+	buf := t.bounds[:0]
+	if need := 2 * (2*(len(tag)+len(key)) + 8); cap(buf) < need {
+		buf = make([]byte, 0, need)
+		t.bounds = buf
+	}
+	lower = tagKey(buf, tag, key)
 	if after {
 		// The immediate successor of (tag, key) is (tag, key+"\x00").
 		lower = append(lower, 0)
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{kindTag + 1}})
-	if err != nil {
-		return nil, err
+	if !only {
+		return lower, tagsEnd
 	}
-	return &TagIter{it: it, ok: it.First()}, nil
+	// Every record of tag starts with kindTag, esc(tag), which ends with
+	// the terminator 0x00 0x01: the next prefix ends with 0x02.
+	prefix := len(lower) - len(key)
+	if after {
+		prefix--
+	}
+	upper = lower[len(lower):len(lower)]
+	upper = append(upper, lower[:prefix]...)
+	upper[len(upper)-1]++
+	return lower, upper
 }
 
 // Next advances to the next record and reports whether there is one. The
@@ -248,6 +293,14 @@ func (t *TagIter) Tag() []byte { return t.tag }
 
 // Key returns the current record's key; valid until the next call to Next.
 func (t *TagIter) Key() []byte { return t.key }
+
+// Err returns the first error met.
+func (t *TagIter) Err() error {
+	if t.err != nil {
+		return t.err
+	}
+	return t.it.Error()
+}
 
 // Close releases the iterator and returns the first error met.
 func (t *TagIter) Close() error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
@@ -212,33 +213,63 @@ func TestTagIterOrderAndBounds(t *testing.T) {
 		}
 		return sorted[i].key < sorted[j].key
 	})
+	// One iterator reused for every seek (as a pipeline's searches share
+	// one) must answer as a fresh one does. It was created before a later
+	// write, which it must not see: it keeps its view of the store.
+	reused, err := s.SeekTags(nil, nil, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reused.Close()
+	b = s.NewBatch()
+	b.PutTag([]byte("a"), []byte("late"))
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
 	for _, from := range append(sorted, rec{"a", ""}, rec{"zz", ""}) {
-		for _, after := range []bool{false, true} {
-			it, err := s.SeekTags([]byte(from.tag), []byte(from.key), after)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []rec
-			for it.Next() {
-				got = append(got, rec{string(it.Tag()), string(it.Key())})
-			}
-			if err := it.Close(); err != nil {
-				t.Fatal(err)
-			}
+		for _, mode := range []struct{ after, only bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			after := mode.after
 			var want []rec
 			for _, x := range sorted {
 				c := x.tag > from.tag || x.tag == from.tag && (x.key > from.key || !after && x.key == from.key)
-				if c {
+				if c && (!mode.only || x.tag == from.tag) {
 					want = append(want, x)
 				}
 			}
-			if len(got) != len(want) {
-				t.Fatalf("seed %d: from %q after=%v: got %d records, want %d", seed, from, after, len(got), len(want))
-			}
-			for i := range got {
-				if got[i] != want[i] {
-					t.Fatalf("seed %d: from %q after=%v: record %d = %q, want %q", seed, from, after, i, got[i], want[i])
+			reused.Seek([]byte(from.tag), []byte(from.key), after, mode.only)
+			check := func(name string, it *TagIter, want []rec) {
+				t.Helper()
+				var got []rec
+				for it.Next() {
+					got = append(got, rec{string(it.Tag()), string(it.Key())})
 				}
+				if len(got) != len(want) {
+					t.Fatalf("seed %d: %s from %q %+v: got %d records, want %d", seed, name, from, mode, len(got), len(want))
+				}
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("seed %d: %s from %q %+v: record %d = %q, want %q", seed, name, from, mode, i, got[i], want[i])
+					}
+				}
+			}
+			check("reused", reused, want)
+			// A fresh iterator sees the late record too.
+			fresh := want
+			if late := (rec{"a", "late"}); (late.tag > from.tag || late.tag == from.tag && (late.key > from.key || !after && late.key == from.key)) && (!mode.only || from.tag == "a") {
+				fresh = append([]rec(nil), want...)
+				i := sort.Search(len(fresh), func(i int) bool {
+					return fresh[i].tag > late.tag || fresh[i].tag == late.tag && fresh[i].key >= late.key
+				})
+				fresh = slices.Insert(fresh, i, late)
+			}
+			it, err := s.SeekTags([]byte(from.tag), []byte(from.key), after, mode.only)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("fresh", it, fresh)
+			if err := it.Close(); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
