@@ -3,6 +3,8 @@ package legion
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"runtime"
 	"testing"
 )
@@ -46,6 +48,36 @@ func BenchmarkApply(b *testing.B) {
 		if _, err := db.Apply(ctx, keys[i%len(keys)], ev, Consistent); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkApplyCounter is the server's counter workload without the
+// network: scripts/counter.lua (with its index) over many keys, in a
+// random order, so pebble's memtable and the index see what they see
+// under redis-benchmark -r.
+func BenchmarkApplyCounter(b *testing.B) {
+	src, err := os.ReadFile("scripts/counter.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{1000, 100000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			db := benchDB(b, string(src))
+			keys := make([][]byte, n)
+			for i := range keys {
+				keys[i] = []byte(fmt.Sprintf("key:%012d", i))
+			}
+			ctx := context.Background()
+			ev := []byte("incr")
+			r := rand.New(rand.NewPCG(1, 2))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := db.Apply(ctx, keys[r.IntN(n)], ev, Consistent); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

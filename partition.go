@@ -336,8 +336,11 @@ func (db *DB) apply(ctx context.Context, key, ev []byte, mode Mode) (Output, *st
 	}()
 	db.persist(b, p, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
 	if !index.Equal(p.tags.Tags, newTags.Tags) || p.tags.SHA != newTags.SHA || !p.exists {
-		index.Update(b, key, p.tags.Tags, newTags.Tags)
+		// The tags record sorts right after the snapshot persist may have
+		// written: when the memtable holds no older version of that
+		// snapshot, pebble inserts it next to it without a search.
 		b.PutTags(slot, key, newTags.AppendBinary(nil))
+		index.Update(b, key, p.tags.Tags, newTags.Tags)
 	}
 	if !p.exists {
 		b.AddPartitions(1)
