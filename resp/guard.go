@@ -53,26 +53,53 @@ type guardConn struct {
 	skip      int64 // bytes left in the current bulk, CRLF included
 	inline    int
 	refused   bool
+	// held is the start of a command read from the socket but not yet
+	// given to redcon (see Read).
+	held []byte
 }
 
+// Read gives redcon whole commands where it can: the start of a command at
+// the end of what the socket returned is held back for the next Read, as
+// long as a complete command comes before it. redcon grows its buffer
+// whenever a read leaves a partial command at its end and shrinks it only
+// when every byte is parsed, so without this a client streaming a long
+// pipeline (redis-cli --pipe) would make it buffer the whole stream, and
+// each read's commands at once.
 func (g *guardConn) Read(p []byte) (int, error) {
 	if g.refused {
 		return 0, errGuardClosed
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	// Held bytes hold no command boundary: deliver them first, as far as
+	// p allows.
+	n := copy(p, g.held)
+	g.held = g.held[:copy(g.held, g.held[n:])]
+	if len(g.held) > 0 {
+		return n, nil
+	}
 	if idle := time.Duration(g.lim.idle.Load()); idle > 0 {
 		g.Conn.SetReadDeadline(time.Now().Add(idle))
 	}
-	n, err := g.Conn.Read(p)
-	if n > 0 {
-		if msg := g.scan(p[:n]); msg != "" {
-			g.refused = true
-			g.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-			g.Conn.Write([]byte("-ERR Protocol error: " + msg + "\r\n"))
-			g.Conn.Close()
-			return 0, errGuardClosed
-		}
+	m, err := g.Conn.Read(p[n:])
+	if m == 0 {
+		return n, err
 	}
-	return n, err
+	msg, end := g.scan(p[n : n+m])
+	if msg != "" {
+		g.refused = true
+		g.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		g.Conn.Write([]byte("-ERR Protocol error: " + msg + "\r\n"))
+		g.Conn.Close()
+		return 0, errGuardClosed
+	}
+	total := n + m
+	if err == nil && end >= 0 && n+end < total {
+		g.held = append(g.held, p[n+end:total]...)
+		return n + end, nil
+	}
+	return total, err
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
@@ -82,29 +109,33 @@ func (g *guardConn) Write(p []byte) (int, error) {
 	return g.Conn.Write(p)
 }
 
-// scan advances the header state machine over b and returns a Redis
-// protocol error message when a limit is exceeded.
-func (g *guardConn) scan(b []byte) string {
+// scan advances the header state machine over b. It returns a Redis
+// protocol error message when a limit is exceeded, and the offset in b
+// just past the last complete command (-1 if none ends in b).
+func (g *guardConn) scan(b []byte) (msg string, end int) {
+	end = -1
 	for i := 0; i < len(b); i++ {
 		c := b[i]
 		switch g.state {
 		case stPassthrough:
-			return ""
+			return "", -1
 		case stStart:
 			switch c {
 			case '*':
 				g.beginHeader(stMultiHeader)
 			case '\r', '\n':
+				end = i + 1
 			default:
 				g.state, g.inline = stInline, 1
 			}
 		case stInline:
 			if c == '\n' {
 				g.state = stStart
+				end = i + 1
 				continue
 			}
 			if g.inline++; g.inline > maxInlineBytes {
-				return "too big inline request"
+				return "too big inline request", -1
 			}
 		case stMultiHeader, stBulkHeader:
 			if c == '\r' {
@@ -112,15 +143,18 @@ func (g *guardConn) scan(b []byte) string {
 			}
 			if c == '\n' {
 				if msg := g.endHeader(); msg != "" {
-					return msg
+					return msg, -1
+				}
+				if g.state == stStart {
+					end = i + 1 // an empty multibulk
 				}
 				continue
 			}
 			if g.headerLen++; g.headerLen > maxHeaderBytes {
 				if g.state == stMultiHeader {
-					return "invalid multibulk length"
+					return "invalid multibulk length", -1
 				}
-				return "invalid bulk length"
+				return "invalid bulk length", -1
 			}
 			switch {
 			case c == '-' && g.headerLen == 1:
@@ -149,11 +183,13 @@ func (g *guardConn) scan(b []byte) string {
 			g.skip -= n
 			i += int(n) - 1
 			if g.skip == 0 {
-				g.nextArg()
+				if g.nextArg(); g.state == stStart {
+					end = i + 1
+				}
 			}
 		}
 	}
-	return ""
+	return "", end
 }
 
 func (g *guardConn) beginHeader(s scanState) {

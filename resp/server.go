@@ -169,6 +169,7 @@ type client struct {
 	// pending holds the durability waits of writes whose replies are
 	// buffered but not yet sent (owned by the connection's goroutine).
 	pending []func() error
+	unsent  int // bytes of replies buffered in this pipeline
 	// view answers the searches of a pipeline from one iterator; it is
 	// open from a pipelined search until the first command that is not a
 	// search, or the pipeline's end (owned by the connection's goroutine).
@@ -266,6 +267,15 @@ func (c *client) syncPending() error {
 	return first
 }
 
+const (
+	// maxDeferred bounds the writes of one pipeline applied but not yet
+	// made durable and answered.
+	maxDeferred = 256
+	// flushReplies is how many bytes of replies to a long pipeline are
+	// buffered before they are sent.
+	flushReplies = 64 << 10
+)
+
 // closeView releases the pipeline's search view.
 func (c *client) closeView() {
 	c.view.Close()
@@ -327,7 +337,10 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	conn.WriteRaw(w.b)
 	// Replies are sent when the pipeline's last command has run (or the
 	// connection closes): before that, every deferred write must be durable.
-	if len(c.pending) > 0 && (w.closeAfter || s.closing.Load() || len(conn.PeekPipeline()) == 0) {
+	// A long pipeline is answered in parts of maxDeferred writes, so the
+	// writes held open (and the replies held back) stay bounded.
+	more := len(conn.PeekPipeline()) > 0
+	if len(c.pending) > 0 && (w.closeAfter || s.closing.Load() || !more || len(c.pending) >= maxDeferred) {
 		if err := c.syncPending(); err != nil {
 			s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
 			if nc := conn.NetConn(); nc != nil {
@@ -339,6 +352,18 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	if w.closeAfter {
 		conn.Close() // flushes the reply first
 		return
+	}
+	// redcon sends the buffered replies after the pipeline's last command.
+	c.unsent += len(w.b)
+	if !more {
+		c.unsent = 0
+	} else if len(c.pending) == 0 && c.unsent >= flushReplies {
+		// Every reply buffered so far is durable: send them now rather
+		// than at the end of a long pipeline.
+		c.unsent = 0
+		if err := redcon.BaseWriter(conn).Flush(); err != nil {
+			return
+		}
 	}
 	if s.closing.Load() {
 		// Shutdown waits for in-flight commands and then closes the

@@ -1,0 +1,131 @@
+package resp
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"testing"
+
+	"github.com/tidwall/redcon"
+)
+
+// chunkConn is a connection whose reads return its input in the given
+// pieces, as a socket may.
+type chunkConn struct {
+	net.Conn
+	chunks [][]byte
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// TestGuardDeliversWholeCommands: however the socket splits a pipelined
+// stream, the guard passes every byte on in order, ends each read with a
+// complete command whenever one is available, and redcon parses exactly
+// the commands sent.
+func TestGuardDeliversWholeCommands(t *testing.T) {
+	seed := rand.Uint64()
+	r := rand.New(rand.NewPCG(seed, 1))
+	var stream []byte
+	var want []string
+	var ends []int // offsets just past each command
+	for i := 0; i < 3000; i++ {
+		var args []string
+		switch r.IntN(4) {
+		case 0:
+			args = []string{"PING"}
+		case 1:
+			args = []string{"LEGION.APPLY", fmt.Sprintf("key:%d", i), "incr"}
+		case 2:
+			args = []string{"SET", "big", string(bytes.Repeat([]byte{'x'}, r.IntN(20000)))}
+		default:
+			args = []string{"ECHO", "a\r\nb"}
+		}
+		stream = fmt.Appendf(stream, "*%d\r\n", len(args))
+		for _, a := range args {
+			stream = fmt.Appendf(stream, "$%d\r\n%s\r\n", len(a), a)
+		}
+		want = append(want, fmt.Sprint(args))
+		ends = append(ends, len(stream))
+	}
+	isEnd := map[int]bool{0: true}
+	for _, e := range ends {
+		isEnd[e] = true
+	}
+	// Split at random points, small and large.
+	var chunks [][]byte
+	for rest := stream; len(rest) > 0; {
+		n := min(len(rest), 1+r.IntN([]int{7, 300, 5000, 70000}[r.IntN(4)]))
+		chunks = append(chunks, rest[:n])
+		rest = rest[n:]
+	}
+	lim := &limits{}
+	lim.maxBulk.Store(1 << 20)
+	lim.maxMultibulk.Store(1 << 20)
+
+	// The reads themselves.
+	g := &guardConn{Conn: &chunkConn{chunks: append([][]byte(nil), chunks...)}, lim: lim}
+	var got []byte
+	buf := make([]byte, 8192)
+	for {
+		n, err := g.Read(buf[:1+r.IntN(len(buf))])
+		if n > 0 {
+			next := len(got) + n
+			got = append(got, buf[:n]...)
+			if !isEnd[next] {
+				// Allowed only when no command ends in what was read.
+				for _, e := range ends {
+					if e > next-n && e <= next {
+						t.Fatalf("seed %d: a read ended at %d, inside a command, though one ended at %d", seed, next, e)
+					}
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+	}
+	if !bytes.Equal(got, stream) {
+		t.Fatalf("seed %d: the guard delivered %d bytes, differing from the %d sent", seed, len(got), len(stream))
+	}
+
+	// And redcon reading through it.
+	g = &guardConn{Conn: &chunkConn{chunks: chunks}, lim: lim}
+	rd := redcon.NewReader(g)
+	var parsed []string
+	for {
+		cmd, err := rd.ReadCommand()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		args := make([]string, len(cmd.Args))
+		for i, a := range cmd.Args {
+			args[i] = string(a)
+		}
+		parsed = append(parsed, fmt.Sprint(args))
+	}
+	if len(parsed) != len(want) {
+		t.Fatalf("seed %d: redcon parsed %d commands, want %d", seed, len(parsed), len(want))
+	}
+	for i := range want {
+		if parsed[i] != want[i] {
+			t.Fatalf("seed %d: command %d = %.60q, want %.60q", seed, i, parsed[i], want[i])
+		}
+	}
+}
