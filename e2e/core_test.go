@@ -411,3 +411,41 @@ func TestPipelinedSearchSeesEarlierWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPipelineAnsweredInOrder: a pipeline far longer than the writes
+// the server holds open at once (it answers in parts) gets every reply, in
+// order, and every write is stored.
+func TestLongPipelineAnsweredInOrder(t *testing.T) {
+	s := startServer(t, "")
+	c := s.client(t)
+	loadScript(t, c, counterLua(t))
+	const n = 5000
+	pipe := c.Pipeline()
+	cmds := make([]*redis.Cmd, n)
+	for i := range cmds {
+		if i%7 == 3 {
+			cmds[i] = pipe.Do(ctx(t), "PING")
+			continue
+		}
+		cmds[i] = pipe.Do(ctx(t), "LEGION.APPLY", "long", "incr")
+	}
+	if _, err := pipe.Exec(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	count := int64(0)
+	for i, cmd := range cmds {
+		if i%7 == 3 {
+			if v, _ := cmd.Text(); v != "PONG" {
+				t.Fatalf("reply %d = %v, want PONG", i, cmd)
+			}
+			continue
+		}
+		count++
+		if v, err := cmd.Int64(); err != nil || v != count {
+			t.Fatalf("reply %d = %v, want %d", i, cmd, count)
+		}
+	}
+	if v, err := c.Do(ctx(t), "LEGION.QUERY", "long", "").Int64(); err != nil || v != count {
+		t.Fatalf("stored count = %v (%v), want %d", v, err, count)
+	}
+}
