@@ -126,7 +126,10 @@ func (b *Batch) CommitNoSync() error {
 	}
 	b.applied, b.waited = true, true
 	b.s.dirty.Store(true)
-	if err := b.s.db.Apply(b.b, pebble.NoSync); err != nil {
+	b.s.begun.Add(1)
+	err := b.s.db.Apply(b.b, pebble.NoSync)
+	b.s.committed()
+	if err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
@@ -155,6 +158,8 @@ func (b *Batch) Apply() error {
 	}
 	b.applied = true
 	var err error
+	b.s.begun.Add(1)
+	defer b.s.committed()
 	if b.s.sync == SyncAlways {
 		err = b.s.db.ApplyNoSyncWait(b.b, b.s.wo)
 	} else {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -198,6 +200,8 @@ func (p *PartitionIter) Close() error {
 // to another place of the same view of the store: consecutive searches of
 // one pipeline share one pebble iterator.
 type TagIter struct {
+	s       *Store
+	gen     uint64 // the commits begun when it was created; 0: not reusable
 	it      *pebble.Iterator
 	tag     []byte
 	key     []byte
@@ -212,15 +216,90 @@ type TagIter struct {
 // iterator ends with the last record of tag itself: the bound lets pebble
 // skip every file past it.
 func (s *Store) SeekTags(tag, key []byte, after, only bool) (*TagIter, error) {
-	t := &TagIter{}
+	if t := s.tagIters.get(s.begun.Load()); t != nil {
+		t.Seek(tag, key, after, only)
+		return t, nil
+	}
+	t := &TagIter{s: s}
 	lower, upper := t.setBounds(tag, key, after, only)
+	// Read done, then begun: if they are equal, no commit was in flight
+	// when begun was read, and if begun has not moved once the iterator
+	// exists, the iterator holds exactly every write made visible so far.
+	done, begun := s.done.Load(), s.begun.Load()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, err
 	}
+	if done == begun && s.begun.Load() == begun {
+		t.gen = begun + 1
+	}
 	t.it = it
 	t.ok = it.First()
 	return t, nil
+}
+
+// tagIterCache keeps a few idle tag iterators. One is reused only while no
+// commit has begun since it was created, so it still sees exactly what a
+// new one would: searches made while nothing is written skip pebble's
+// iterator set-up. The first commit after searches closes the idle ones,
+// so they do not pin memtables and files.
+type tagIterCache struct {
+	mu   sync.Mutex
+	idle []*TagIter // guarded by mu
+	n    atomic.Int32
+}
+
+const maxIdleTagIters = 8
+
+// get returns an idle iterator created while begun commits had begun, or
+// nil; stale ones are closed.
+func (c *tagIterCache) get(begun uint64) *TagIter {
+	if c.n.Load() == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.idle) > 0 {
+		t := c.idle[len(c.idle)-1]
+		c.idle = c.idle[:len(c.idle)-1]
+		c.n.Store(int32(len(c.idle)))
+		if t.gen == begun+1 {
+			return t
+		}
+		t.it.Close()
+	}
+	return nil
+}
+
+// put keeps t for reuse if it is still current and there is room, and
+// reports whether it did.
+func (c *tagIterCache) put(t *TagIter, begun uint64) bool {
+	if t.gen != begun+1 || t.err != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.idle) == maxIdleTagIters {
+		return false
+	}
+	c.idle = append(c.idle, t)
+	c.n.Store(int32(len(c.idle)))
+	return true
+}
+
+// drop closes the idle iterators.
+func (c *tagIterCache) drop() {
+	if c.n.Load() == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.idle {
+		t.it.Close()
+	}
+	clear(c.idle)
+	c.idle = c.idle[:0]
+	c.n.Store(0)
 }
 
 // Seek repositions the iterator as SeekTags would, on the view of the store
@@ -302,8 +381,12 @@ func (t *TagIter) Err() error {
 	return t.it.Error()
 }
 
-// Close releases the iterator and returns the first error met.
+// Close releases the iterator and returns the first error met. A current
+// iterator is kept for the next search.
 func (t *TagIter) Close() error {
+	if t.s != nil && !t.s.closed.Load() && t.s.tagIters.put(t, t.s.begun.Load()) {
+		return nil
+	}
 	err := t.it.Close()
 	if t.err != nil {
 		return t.err

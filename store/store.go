@@ -115,6 +115,12 @@ type Store struct {
 	stop    chan struct{}
 	stopped sync.WaitGroup
 	closed  atomic.Bool
+
+	// begun and done count the commits of visible writes that have
+	// started and finished: between two reads of equal values nothing
+	// became visible. They let idle tag iterators be reused (tagIters).
+	begun, done atomic.Uint64
+	tagIters    tagIterCache
 }
 
 // Open opens or creates the store in opts.Dir.
@@ -400,6 +406,7 @@ func (s *Store) Close() error {
 	}
 	close(s.stop)
 	s.stopped.Wait()
+	s.tagIters.drop()
 	var err error
 	if s.sync != SyncNever {
 		s.dirty.Store(true)
@@ -410,6 +417,13 @@ func (s *Store) Close() error {
 		err = errors.Join(err, ferr)
 	}
 	return errors.Join(err, s.db.Close())
+}
+
+// committed ends a commit counted in begun. Idle tag iterators are stale
+// from now on: close them rather than let them pin memtables and files.
+func (s *Store) committed() {
+	s.done.Add(1)
+	s.tagIters.drop()
 }
 
 // Pebble returns the underlying database, for metrics and checkpoints.

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand"
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -365,5 +368,89 @@ func TestSyncModes(t *testing.T) {
 	}
 	if _, err := ParseSyncMode("sometimes"); err == nil {
 		t.Fatal("ParseSyncMode accepted nonsense")
+	}
+}
+
+// TestIdleTagIteratorsStayCurrent: tag iterators are reused between
+// searches only while nothing is written, so every search sees every write
+// that finished before it began, however searches and writes interleave.
+func TestIdleTagIteratorsStayCurrent(t *testing.T) {
+	s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		it, err := s.SeekTags([]byte("t"), nil, false, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for it.Next() {
+			n++
+		}
+		if err := it.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	put := func(key string) {
+		b := s.NewBatch()
+		b.PutTag([]byte("t"), []byte(key))
+		if err := b.Commit(); err != nil {
+			t.Error(err)
+		}
+		b.Close()
+	}
+
+	// Without writes, the next search takes the iterator the last one
+	// left.
+	put("a")
+	first, _ := s.SeekTags([]byte("t"), nil, false, true)
+	first.Close()
+	again, _ := s.SeekTags([]byte("t"), nil, false, true)
+	if again != first {
+		t.Fatal("an idle iterator was not reused while nothing was written")
+	}
+	again.Close()
+	put("b")
+	if s.tagIters.n.Load() != 0 {
+		t.Fatal("a commit left stale idle iterators open")
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("search after a write = %d records, want 2", n)
+	}
+
+	// Concurrent writers and searchers.
+	const writes = 2000
+	var acked atomic.Int64
+	acked.Store(2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < writes; i++ {
+			put(fmt.Sprintf("k%05d", i))
+			acked.Add(1)
+		}
+	}()
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for acked.Load() < writes+2 {
+				before := acked.Load()
+				if n := count(); int64(n) < before {
+					t.Errorf("a search found %d records after %d writes had finished", n, before)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Closing with idle iterators releases them (pebble refuses to close
+	// with iterators open).
+	count()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
