@@ -385,15 +385,23 @@ type StorageStats struct {
 	Fsync     FsyncMode
 	DataDir   string
 	InMemory  bool
+	// WriteStalls counts the times the storage engine held writes back
+	// because flushes or compactions fell behind; WriteStallTime is how
+	// long in all.
+	WriteStalls    int64
+	WriteStallTime time.Duration
 }
 
 // StorageStats returns the node's storage figures.
 func (db *DB) StorageStats() StorageStats {
+	stalls, stallTime := db.store.WriteStalls()
 	return StorageStats{
-		DiskBytes: db.store.Pebble().Metrics().DiskSpaceUsage(),
-		Fsync:     db.cfg.Fsync,
-		DataDir:   db.cfg.DataDir,
-		InMemory:  db.cfg.InMemory || db.cfg.FS != nil,
+		WriteStalls:    stalls,
+		WriteStallTime: stallTime,
+		DiskBytes:      db.store.Pebble().Metrics().DiskSpaceUsage(),
+		Fsync:          db.cfg.Fsync,
+		DataDir:        db.cfg.DataDir,
+		InMemory:       db.cfg.InMemory || db.cfg.FS != nil,
 	}
 }
 

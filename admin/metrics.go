@@ -59,6 +59,8 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 		counter("legion_snapshots_written_total", "Partition snapshot records written.", func() float64 { return float64(db.Stats().SnapshotsStored) }),
 		gauge("legion_partitions", "Partitions stored.", func() float64 { n, _ := db.PartitionCount(); return float64(n) }),
 		gauge("legion_stored_bytes", "Bytes the storage engine uses on disk.", func() float64 { return float64(db.StorageStats().DiskBytes) }),
+		counter("legion_write_stalls_total", "Times the storage engine held writes back because flushes or compactions fell behind.", func() float64 { return float64(db.StorageStats().WriteStalls) }),
+		counter("legion_write_stall_seconds_total", "Time writes were held back by the storage engine.", func() float64 { return db.StorageStats().WriteStallTime.Seconds() }),
 		gauge("legion_connected_clients", "Client connections open.", func() float64 { return float64(clients()) }),
 		gauge("legion_partition_cache_bytes", "Estimated bytes of loaded partitions in the cache.", func() float64 { return float64(db.Stats().CachedBytes) }),
 		gauge("legion_partition_cache_entries", "Loaded partitions in the cache.", func() float64 { return float64(db.Stats().CachedEntries) }),

@@ -104,6 +104,7 @@ type Options struct {
 // Store is an open pebble database with Legion's layout. It is safe for
 // concurrent use.
 type Store struct {
+	stalls *stallStats
 	db     *pebble.DB
 	fs     vfs.FS
 	dir    string
@@ -154,11 +155,13 @@ func Open(opts Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	db, err := pebble.Open(opts.Dir, pebbleOptions(opts, cache, logger))
+	stalls := &stallStats{logger: logger}
+	db, err := pebble.Open(opts.Dir, pebbleOptions(opts, cache, logger, stalls))
 	if err != nil {
 		return nil, classifyOpenError(opts.Dir, err)
 	}
 	s := &Store{
+		stalls: stalls,
 		db:     db,
 		fs:     opts.FS,
 		dir:    opts.Dir,
@@ -187,14 +190,18 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// pebbleOptions returns the pebble options every open of a data dir uses.
-func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger) *pebble.Options {
+// pebbleOptions returns the pebble options every open of a data dir uses;
+// stalls, if not nil, counts and logs write stalls.
+func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, stalls *stallStats) *pebble.Options {
 	popts := &pebble.Options{
 		FS:       opts.FS,
 		Cache:    cache,
 		Merger:   counterMerger,
 		ReadOnly: opts.ReadOnly,
 		Logger:   pebbleLogger{logger},
+	}
+	if stalls != nil {
+		popts.EventListener = &pebble.EventListener{WriteStallBegin: stalls.begin, WriteStallEnd: stalls.end}
 	}
 	// Bloom filters answer "no such partition" (a point lookup of its
 	// snapshot record) without reading data blocks.
@@ -249,7 +256,7 @@ func precheck(opts Options) (fresh bool, err error) {
 	ro.ReadOnly = true
 	cache := pebble.NewCache(1 << 20)
 	defer cache.Unref()
-	db, err := pebble.Open(opts.Dir, pebbleOptions(ro, cache, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	db, err := pebble.Open(opts.Dir, pebbleOptions(ro, cache, slog.New(slog.NewTextHandler(io.Discard, nil)), nil))
 	if err != nil {
 		if strings.Contains(err.Error(), "merger name") {
 			return false, fmt.Errorf("%w: %s holds a pebble database of another program", ErrNotLegion, opts.Dir)
@@ -444,6 +451,39 @@ func (s *Store) get(key []byte) ([]byte, bool, error) {
 	}
 	out := append([]byte(nil), v...)
 	return out, true, closer.Close()
+}
+
+// stallStats counts the times pebble held writes back because flushes or
+// compactions fell behind, and for how long.
+type stallStats struct {
+	logger *slog.Logger
+	count  atomic.Int64
+	nanos  atomic.Int64
+	since  atomic.Int64 // start of the stall in progress (UnixNano), 0 if none
+}
+
+func (st *stallStats) begin(info pebble.WriteStallBeginInfo) {
+	st.count.Add(1)
+	st.since.Store(time.Now().UnixNano())
+	st.logger.Warn("writes stalled: the storage engine is behind with flushes or compactions", "reason", info.Reason)
+}
+
+func (st *stallStats) end() {
+	if since := st.since.Swap(0); since != 0 {
+		d := time.Duration(time.Now().UnixNano() - since)
+		st.nanos.Add(int64(d))
+		st.logger.Info("writes resumed", "stalled", d.Round(time.Microsecond))
+	}
+}
+
+// WriteStalls returns how many times writes were stalled and for how long
+// in all, the stall in progress included.
+func (s *Store) WriteStalls() (count int64, total time.Duration) {
+	total = time.Duration(s.stalls.nanos.Load())
+	if since := s.stalls.since.Load(); since != 0 {
+		total += time.Duration(max(0, time.Now().UnixNano()-since))
+	}
+	return s.stalls.count.Load(), total
 }
 
 // pebbleLogger routes pebble's messages to slog.

@@ -5,13 +5,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -452,5 +455,30 @@ func TestIdleTagIteratorsStayCurrent(t *testing.T) {
 	count()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWriteStallsCounted: the stall events pebble reports are counted,
+// timed and logged.
+func TestWriteStallsCounted(t *testing.T) {
+	var log bytes.Buffer
+	st := &stallStats{logger: slog.New(slog.NewTextHandler(&log, nil))}
+	popts := pebbleOptions(Options{FS: vfs.NewMem()}, nil, st.logger, st)
+	popts.EventListener.WriteStallBegin(pebble.WriteStallBeginInfo{Reason: "memtable count limit reached"})
+	s := &Store{stalls: st}
+	if n, d := s.WriteStalls(); n != 1 || d < 0 {
+		t.Fatalf("during a stall: %d stalls, %v", n, d)
+	}
+	time.Sleep(time.Millisecond)
+	popts.EventListener.WriteStallEnd()
+	n, d := s.WriteStalls()
+	if n != 1 || d < time.Millisecond {
+		t.Fatalf("after a stall of at least 1ms: %d stalls, %v", n, d)
+	}
+	if n2, d2 := s.WriteStalls(); n2 != n || d2 != d {
+		t.Fatal("the total moved without a stall")
+	}
+	if !strings.Contains(log.String(), "memtable count limit reached") || !strings.Contains(log.String(), "writes resumed") {
+		t.Fatalf("log = %q", log.String())
 	}
 }
