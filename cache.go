@@ -8,7 +8,7 @@ import (
 )
 
 // cacheShards spreads the cache's locks.
-const cacheShards = 64
+const cacheShards = 256
 
 // partitionCache keeps recently used partitions in memory, bounded by an
 // estimate of their size. Evicting is always safe: the store holds every

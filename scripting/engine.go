@@ -23,8 +23,9 @@ type Engine struct {
 	closed bool
 	watch  watcher
 
-	units atomic.Int64 // budget units used by every call so far
-	calls atomic.Int64 // calls run so far
+	cur   atomic.Pointer[Limits] // limits, for reading without mu
+	units atomic.Int64           // budget units used by every call so far
+	calls atomic.Int64           // calls run so far
 }
 
 // Usage returns the calls run and the instruction-budget units they used
@@ -41,7 +42,9 @@ func NewEngine(l Limits) *Engine {
 	if err := l.Validate(); err != nil {
 		panic(err)
 	}
-	return &Engine{limits: l}
+	e := &Engine{limits: l}
+	e.cur.Store(&l)
+	return e
 }
 
 // SetLimits changes the limits for calls that start afterwards.
@@ -51,6 +54,7 @@ func (e *Engine) SetLimits(l Limits) error {
 	}
 	e.mu.Lock()
 	e.limits = l
+	e.cur.Store(&l)
 	e.gen++
 	old := e.free
 	e.free = nil
@@ -62,11 +66,7 @@ func (e *Engine) SetLimits(l Limits) error {
 }
 
 // Limits returns the current limits.
-func (e *Engine) Limits() Limits {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.limits
-}
+func (e *Engine) Limits() Limits { return *e.cur.Load() }
 
 // Close closes the pooled states. Calls still work afterwards but no longer
 // pool their states.
