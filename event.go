@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // eventFormat versions the payload of an Event delta. The crdt package
@@ -20,6 +21,7 @@ type event struct {
 }
 
 func (e event) appendBinary(dst []byte) []byte {
+	dst = slices.Grow(dst, 1+len(e.sha)+binary.MaxVarintLen64+len(e.data))
 	dst = append(dst, eventFormat)
 	dst = append(dst, e.sha[:]...)
 	dst = binary.AppendVarint(dst, e.time)

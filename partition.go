@@ -391,7 +391,8 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 		rec       []byte
 		wasStored bool
 	}
-	var recs []logRec
+	var recsBuf [4]logRec // an event usually folds one delta: no allocation
+	recs := recsBuf[:0]
 	logLen := 0
 	for _, f := range folded {
 		pd, ok := wasPending[f.ID]

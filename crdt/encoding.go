@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Binary formats. Each encoding starts with one format byte naming both the
@@ -102,12 +103,26 @@ func (ps *PowerState) AppendBinary(dst []byte) []byte {
 
 // AppendBinary appends the canonical encoding of inf.
 func (inf Infimum) AppendBinary(dst []byte) []byte {
+	dst = slices.Grow(dst, 1+idSize(inf.ID)+nodesSize(inf.Participants)+binary.MaxVarintLen64+len(inf.Value))
 	return appendInfimumBody(append(dst, formatInfimum), &inf)
 }
 
 // AppendBinary appends the canonical encoding of p.
 func (p Pending) AppendBinary(dst []byte) []byte {
+	dst = slices.Grow(dst, 1+idSize(p.ID)+1+binary.MaxVarintLen64+len(p.Delta.Payload)+len(p.Delta.Node)+nodesSize(p.Acks))
 	return appendPendingBody(append(dst, formatPending), &p)
+}
+
+// idSize and nodesSize bound the bytes appendID and appendNodes append, so
+// that encoders allocate once.
+func idSize(id ID) int { return 2*binary.MaxVarintLen64 + len(id.Node) }
+
+func nodesSize(set []NodeID) int {
+	n := binary.MaxVarintLen64
+	for _, x := range set {
+		n += binary.MaxVarintLen64 + len(x)
+	}
+	return n
 }
 
 // AppendBinary appends the canonical encoding of p.

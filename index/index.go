@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/legiondb/legion/store"
 )
@@ -176,6 +177,11 @@ const tagsFormat = 1
 
 // AppendBinary appends the record's encoding.
 func (t Tags) AppendBinary(dst []byte) []byte {
+	n := 1 + len(t.SHA) + binary.MaxVarintLen64
+	for _, tag := range t.Tags {
+		n += binary.MaxVarintLen64 + len(tag)
+	}
+	dst = slices.Grow(dst, n)
 	dst = append(dst, tagsFormat)
 	dst = append(dst, t.SHA[:]...)
 	dst = binary.AppendUvarint(dst, uint64(len(t.Tags)))

@@ -315,8 +315,9 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		return nil, nil
 	}
 	var tags []string
+	key := string(c.Key)
 	ferr := e.with(func(r *runner) *Error {
-		r.begin(&callSpec{fname: "index", accept: c.Accept, seed: string(c.Key), key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		r.begin(&callSpec{fname: "index", accept: c.Accept, seed: key, key: key, id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
@@ -328,7 +329,7 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		if ferr != nil {
 			return ferr
 		}
-		res, ferr := r.invoke(fn, 1, sv, lua.LString(c.Key))
+		res, ferr := r.invoke(fn, 1, sv, r.ctxKey)
 		if ferr != nil {
 			return ferr
 		}

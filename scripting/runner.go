@@ -106,6 +106,7 @@ type runner struct {
 	defsTable  *lua.LTable // the reusable defs table
 	defsUses   int
 	keyScratch []lua.LValue
+	results    [2]lua.LValue // invoke's results
 	// pure keeps the globals of stateless chunks (see stateless): running
 	// such a chunk again would rebuild exactly these values, so they are
 	// reused, and the instructions the run took are charged instead.
@@ -325,6 +326,7 @@ func (r *runner) end() {
 	r.bctx.memOver = nil
 	r.bctx.attention.Store(false)
 	r.L.SetTop(0)
+	r.results = [2]lua.LValue{}
 	if r.pureUsed {
 		r.defs, r.pureUsed = nil, false
 	}
@@ -423,7 +425,8 @@ func (r *runner) global(name string) lua.LValue {
 	return r.defs.RawGetString(name)
 }
 
-// invoke calls fn with args in protected mode and returns nret results.
+// invoke calls fn with args in protected mode and returns its nret (at
+// most 2) results, valid until the call ends.
 func (r *runner) invoke(fn lua.LValue, nret int, args ...lua.LValue) ([]lua.LValue, *Error) {
 	L := r.L
 	L.SetTop(0)
@@ -435,7 +438,7 @@ func (r *runner) invoke(fn lua.LValue, nret int, args ...lua.LValue) ([]lua.LVal
 	if err != nil || r.bctx.stop != nil {
 		return nil, r.failure(err)
 	}
-	out := make([]lua.LValue, nret)
+	out := r.results[:nret]
 	for i := range out {
 		out[i] = L.Get(i + 1)
 	}
