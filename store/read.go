@@ -274,7 +274,7 @@ func (c *tagIterCache) get(begun uint64) *TagIter {
 // put keeps t for reuse if it is still current and there is room, and
 // reports whether it did.
 func (c *tagIterCache) put(t *TagIter, begun uint64) bool {
-	if t.gen != begun+1 || t.err != nil {
+	if t.gen != begun+1 || t.err != nil || t.it.Error() != nil {
 		return false
 	}
 	c.mu.Lock()
