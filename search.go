@@ -68,7 +68,12 @@ func (sv *SearchView) Search(q SearchQuery) ([]Hit, error) {
 	return sv.v.Search(q.query())
 }
 
-// Close releases the view. It may be called more than once.
+// Active reports whether the view holds an iterator: it has searched since
+// it was made or last closed.
+func (sv *SearchView) Active() bool { return sv.entered }
+
+// Close releases the view. It may be called more than once; the next
+// search takes a new view.
 func (sv *SearchView) Close() error {
 	if !sv.entered {
 		return nil

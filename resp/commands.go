@@ -323,13 +323,12 @@ func cmdSearch(s *Server, c *client, args [][]byte, w *writer) {
 	var hits []legion.Hit
 	var err error
 	c.searched = true
-	if c.viewOpen || len(c.conn.PeekPipeline()) > 0 {
+	if c.view != nil && c.view.Active() || len(c.conn.PeekPipeline()) > 0 {
 		// Searches pipelined together are concurrent: one view of the
 		// store, taken now, answers them all.
 		if c.view == nil {
 			c.view = s.db.NewSearchView()
 		}
-		c.viewOpen = true
 		hits, err = c.view.Search(q)
 	} else {
 		hits, err = s.db.Search(q)

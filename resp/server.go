@@ -174,7 +174,6 @@ type client struct {
 	// open from a pipelined search until the first command that is not a
 	// search, or the pipeline's end (owned by the connection's goroutine).
 	view     *legion.SearchView
-	viewOpen bool
 	searched bool // the command running is a search
 
 	mu      sync.Mutex // guards the fields below, read by CLIENT LIST from other connections
@@ -276,12 +275,6 @@ const (
 	flushReplies = 64 << 10
 )
 
-// closeView releases the pipeline's search view.
-func (c *client) closeView() {
-	c.view.Close()
-	c.viewOpen = false
-}
-
 // isLoopback reports whether a "host:port" address is on the loopback
 // interface.
 func isLoopback(addr string) bool {
@@ -318,8 +311,8 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	w.reset()
 	c.searched = false
 	defer func() {
-		if c.viewOpen && (!c.searched || len(conn.PeekPipeline()) == 0 || s.closing.Load()) {
-			c.closeView()
+		if c.view != nil && c.view.Active() && (!c.searched || len(conn.PeekPipeline()) == 0 || s.closing.Load()) {
+			c.view.Close()
 		}
 	}()
 	s.gate.RLock()

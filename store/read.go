@@ -312,9 +312,6 @@ func (t *TagIter) Seek(tag, key []byte, after, only bool) {
 	t.started = false
 }
 
-// tagsEnd is the upper bound of the whole index.
-var tagsEnd = []byte{kindTag + 1}
-
 // setBounds builds the iterator bounds of a seek in t.bounds (pebble copies
 // them).
 func (t *TagIter) setBounds(tag, key []byte, after, only bool) (lower, upper []byte) {
@@ -329,7 +326,8 @@ func (t *TagIter) setBounds(tag, key []byte, after, only bool) (lower, upper []b
 		lower = append(lower, 0)
 	}
 	if !only {
-		return lower, tagsEnd
+		// The end of the whole index.
+		return lower, append(lower[len(lower):len(lower)], kindTag+1)
 	}
 	// Every record of tag starts with kindTag, esc(tag), which ends with
 	// the terminator 0x00 0x01: the next prefix ends with 0x02.
