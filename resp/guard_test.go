@@ -41,7 +41,13 @@ func TestGuardDeliversWholeCommands(t *testing.T) {
 	var ends []int // offsets just past each command
 	for i := 0; i < 3000; i++ {
 		var args []string
-		switch r.IntN(4) {
+		switch r.IntN(5) {
+		case 4:
+			// An inline command, as telnet or redis-cli --pipe may send.
+			stream = append(stream, "ECHO inline\r\n"...)
+			want = append(want, fmt.Sprint([]string{"ECHO", "inline"}))
+			ends = append(ends, len(stream))
+			continue
 		case 0:
 			args = []string{"PING"}
 		case 1:
