@@ -100,14 +100,15 @@ func BenchmarkApplyParallel(b *testing.B) {
 	})
 }
 
-// TestCachedPartitionSize checks the cache's size estimate against the
-// heap a cached small partition really holds, so the cache bound means what
-// it says. The partitions are made by the real apply path; what they hold
-// is the heap released by evicting them all (pebble does nothing meanwhile).
-func TestCachedPartitionSize(t *testing.T) {
+// TestCacheMemoryBound checks that the cache's byte count is the heap it
+// really holds, and that it stays within its budget, with partitions made by
+// the real apply path, more than fit.
+func TestCacheMemoryBound(t *testing.T) {
+	const limit = 1 << 20
 	cfg := DefaultConfig()
 	cfg.InMemory = true
 	cfg.Fsync = FsyncNo
+	cfg.CacheBytes = limit
 	db, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -116,19 +117,6 @@ func TestCachedPartitionSize(t *testing.T) {
 	if _, err := db.LoadScript([]byte(benchCounter)); err != nil {
 		t.Fatal(err)
 	}
-	const n = 20000
-	ctx := context.Background()
-	keys := make([][]byte, n)
-	for i := range keys {
-		keys[i] = []byte(fmt.Sprintf("key:%08d", i))
-		if _, err := db.Apply(ctx, keys[i], []byte("incr"), Consistent); err != nil {
-			t.Fatal(err)
-		}
-	}
-	est, entries := db.cache.usage()
-	if entries != n {
-		t.Fatalf("%d cached, want %d", entries, n)
-	}
 	heap := func() uint64 {
 		var ms runtime.MemStats
 		runtime.GC()
@@ -136,16 +124,35 @@ func TestCachedPartitionSize(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
-	full := heap()
-	for _, k := range keys {
-		db.cache.remove(k)
+	ctx := context.Background()
+	for i := 0; i < 30000; i++ {
+		if _, err := db.Apply(ctx, []byte(fmt.Sprintf("key:%08d", i)), []byte("incr"), Consistent); err != nil {
+			t.Fatal(err)
+		}
 	}
-	empty := heap()
-	perPartition := float64(int64(full)-int64(empty)) / n
-	perEstimate := float64(est) / float64(entries)
-	t.Logf("heap per cached partition %.0f bytes, estimate %.0f", perPartition, perEstimate)
-	if perEstimate < 0.7*perPartition || perEstimate > 1.5*perPartition {
-		t.Fatalf("the cache estimates %.0f bytes per small partition; they hold about %.0f", perEstimate, perPartition)
+	counted, entries := db.cache.usage()
+	t.Logf("%d partitions cached in %d bytes (%.0f per partition)", entries, counted, float64(counted)/float64(entries))
+	if counted > limit+limit/10 {
+		t.Fatalf("the cache counts %d bytes, over its budget of %d", counted, limit)
+	}
+	if entries < limit/200 {
+		t.Fatalf("only %d partitions fit in %d bytes", entries, limit)
+	}
+	// Every key written last is there: the most recent writes are never
+	// the ones evicted.
+	for i := 29990; i < 30000; i++ {
+		if db.cache.get([]byte(fmt.Sprintf("key:%08d", i))) == nil {
+			t.Fatalf("key:%08d, among the last written, is not cached", i)
+		}
+	}
+	// What the cache holds is the heap released by dropping it (nothing
+	// else runs meanwhile).
+	full := heap()
+	db.cache = newPartitionCache(limit)
+	held := int64(full) - int64(heap())
+	t.Logf("dropping the cache released %d bytes", held)
+	if float64(counted) < 0.8*float64(held) || float64(counted) > 1.25*float64(held) {
+		t.Fatalf("the cache counts %d bytes but holds %d", counted, held)
 	}
 }
 

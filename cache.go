@@ -2,38 +2,65 @@ package legion
 
 import (
 	"container/list"
+	"encoding/binary"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+
+	"github.com/legiondb/legion/crdt"
+	"github.com/legiondb/legion/index"
 )
 
 // cacheShards spreads the cache's locks.
 const cacheShards = 256
 
-// partitionCache keeps recently used partitions in memory, bounded by an
-// estimate of their size. Evicting is always safe: the store holds every
-// partition, and a reload replays its log. A cached partition is only
-// mutated by the holder of its key's lock; the cache itself only stores
-// pointers.
+// partitionCache keeps recently used partitions in memory, bounded in
+// bytes. Evicting is always safe: the store holds every partition, and a
+// reload replays its log.
 //
-// The byte budget is global while the LRU lists are per shard: a shard
-// that inserts while the whole cache is over budget evicts its own least
-// recently used partitions, never the one just inserted. So a hot
-// partition larger than a shard's share of the budget stays cached (a
-// large state would otherwise be reloaded, and its log replayed, on every
-// event), at the price of the bound being approximate by one partition
-// per shard.
+// Small partitions, nearly all of them, are kept encoded in a ring of bytes
+// per shard, indexed by a map from the key's hash to the entry's offset.
+// Neither holds a pointer, so a cache of a million partitions costs the
+// garbage collector nothing to scan, and an entry costs its encoded size
+// (about 100 bytes for a counter) instead of the dozen objects of a loaded
+// partition. A hit decodes a fresh partition, which the caller owns; a
+// write puts the new version at the ring's head. When the ring is full it
+// wraps and overwrites its oldest entries; an entry read while it is among
+// the next to be overwritten is moved to the head, so what is read or
+// written stays.
+//
+// A partition too large for a ring (a share of the budget) is kept loaded,
+// in a per-shard LRU list, and handed out as is: its holder mutates it
+// under its key's lock. The byte budget is global: a shard that inserts a
+// large partition while the cache is over budget evicts its own least
+// recently used large partitions, never the one just inserted. So a hot
+// partition larger than the budget stays cached (a large state would
+// otherwise be reloaded, and its log replayed, on every event), at the
+// price of the bound being approximate by one partition per shard.
 type partitionCache struct {
-	seed   maphash.Seed
-	limit  int64
-	bytes  atomic.Int64 // estimated bytes in all shards
-	shards [cacheShards]cacheShard
+	seed     maphash.Seed
+	limit    int64
+	ringMax  int          // the most a shard's ring grows to
+	largeMin int          // encoded partitions at least this large are kept loaded
+	bytes    atomic.Int64 // rings, index entries and large partitions
+	scratch  sync.Pool    // of *[]byte, to encode into
+	shards   [cacheShards]cacheShard
 }
 
 type cacheShard struct {
-	mu    sync.Mutex
-	lru   list.List                // of *cacheEntry, most recent first; guarded by mu
-	byKey map[string]*list.Element // guarded by mu
+	mu sync.Mutex // guards everything below
+
+	// The ring holds entries back to back. The newest are in [0, head);
+	// after a wrap, the older ones are in [tail, end), and [head, tail) is
+	// free. Before the first wrap, and once the older ones are gone,
+	// tail == end == 0.
+	ring            []byte
+	head, tail, end int
+	idx             map[uint64]uint32 // key hash → offset of the key's entry
+
+	large map[string]*list.Element // of *cacheEntry
+	lru   list.List                // large partitions, most recent first
 }
 
 type cacheEntry struct {
@@ -41,39 +68,218 @@ type cacheEntry struct {
 	size int64
 }
 
+// An entry in a ring is a fixed header (entry length, key length, slot),
+// the key and the encoded partition.
+const (
+	entryHeader = 10
+	idxEntry    = 40 // what an index entry costs, as the budget counts it
+	ringMin     = 1 << 10
+)
+
+// Flags of an encoded partition.
+const (
+	cachedExists = 1 << iota
+	cachedLog
+	cachedTags
+)
+
 func newPartitionCache(limit int64) *partitionCache {
 	c := &partitionCache{seed: maphash.MakeSeed(), limit: limit}
+	// The rings take at most four fifths of the budget: the rest is for
+	// their index entries.
+	c.ringMax = int(max(limit*4/5/cacheShards, ringMin))
+	c.largeMin = c.ringMax / 4
+	c.scratch.New = func() any {
+		b := make([]byte, 0, 256)
+		return &b
+	}
 	for i := range c.shards {
-		c.shards[i].byKey = make(map[string]*list.Element)
+		c.shards[i].idx = make(map[uint64]uint32)
+		c.shards[i].large = make(map[string]*list.Element)
 	}
 	return c
 }
 
-func (c *partitionCache) shard(key []byte) *cacheShard {
-	return &c.shards[maphash.Bytes(c.seed, key)%cacheShards]
+func (c *partitionCache) shard(h uint64) *cacheShard {
+	return &c.shards[h%cacheShards]
 }
 
+// get returns the cached partition of key, or nil. A small partition is
+// decoded afresh for the caller; a large one is the cached one itself.
 func (c *partitionCache) get(key []byte) *partition {
-	s := c.shard(key)
+	h := maphash.Bytes(c.seed, key)
+	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if el, ok := s.byKey[string(key)]; ok {
+	if el, ok := s.large[string(key)]; ok {
 		s.lru.MoveToFront(el)
 		return el.Value.(*cacheEntry).p
 	}
-	return nil
+	off, ok := s.idx[h]
+	if !ok {
+		return nil
+	}
+	slot, k, body, n := s.entry(int(off))
+	if string(k) != string(key) {
+		return nil // another key with the same hash
+	}
+	p, err := decodeCached(slot, k, body)
+	if err != nil {
+		// Cannot happen short of memory corruption: forget it, and the
+		// store has it.
+		c.dropIndexed(s, h)
+		return nil
+	}
+	if s.atRisk(int(off)) {
+		// Among the next to be overwritten: move it to the head (through a
+		// copy: making room may evict it and grow the ring).
+		bp := c.scratch.Get().(*[]byte)
+		*bp = append((*bp)[:0], s.ring[off:int(off)+n]...)
+		c.putSmall(s, h, *bp)
+		c.scratch.Put(bp)
+	}
+	return p
 }
 
-// put inserts or refreshes p (re-estimating its size) and, while the cache
-// is over its budget, evicts this shard's least recently used partitions
-// other than p.
+// atRisk says whether the entry at off is among the next quarter of the
+// ring that writes overwrite.
+func (s *cacheShard) atRisk(off int) bool {
+	d := off - s.head // before the next wrap
+	if s.tail == s.end || off < s.head {
+		d = len(s.ring) - s.head + off // after it
+	}
+	return d < len(s.ring)/4
+}
+
+// entry parses the ring entry at off.
+func (s *cacheShard) entry(off int) (slot uint16, key, body []byte, n int) {
+	e := s.ring[off:]
+	n = int(binary.LittleEndian.Uint32(e))
+	kl := int(binary.LittleEndian.Uint32(e[4:]))
+	slot = binary.LittleEndian.Uint16(e[8:])
+	return slot, e[entryHeader : entryHeader+kl], e[entryHeader+kl : n], n
+}
+
+// put inserts or refreshes p.
 func (c *partitionCache) put(p *partition) {
-	s := c.shard(p.key)
-	size := p.size()
+	h := maphash.Bytes(c.seed, p.key)
+	s := c.shard(h)
+	if p.encodedBound() < c.largeMin {
+		bp := c.scratch.Get().(*[]byte)
+		defer c.scratch.Put(bp)
+		e := p.appendCached((*bp)[:0])
+		*bp = e
+		if len(e) < c.largeMin {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			c.dropLarge(s, p.key)
+			c.putSmall(s, h, e)
+			return
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c.dropIndexed(s, h)
+	c.putLarge(s, p)
+}
+
+// putSmall writes entry e of the key hashed h at the ring's head.
+func (c *partitionCache) putSmall(s *cacheShard, h uint64, e []byte) {
+	_, had := s.idx[h]
+	off, ok := c.reserve(s, len(e))
+	if !ok {
+		c.dropIndexed(s, h)
+		return
+	}
+	copy(s.ring[off:], e)
+	if _, ok := s.idx[h]; !ok {
+		// An index entry counts against the budget. Over it, a partition
+		// new to the cache evicts up to two of the oldest: the cache
+		// shrinks back under budget without emptying a shard at once.
+		for i := 0; !had && i < 2 && c.bytes.Load()+idxEntry > c.limit && s.tail < s.end; i++ {
+			c.evictOldest(s)
+		}
+		c.bytes.Add(idxEntry)
+	}
+	s.idx[h] = uint32(off)
+}
+
+func (c *partitionCache) dropIndexed(s *cacheShard, h uint64) {
+	if _, ok := s.idx[h]; ok {
+		delete(s.idx, h)
+		c.bytes.Add(-idxEntry)
+	}
+}
+
+// reserve makes room for n bytes at the ring's head and returns their
+// offset: it grows the ring while the budget allows, else wraps and
+// evicts the oldest entries. It fails only if n does not fit the ring.
+func (c *partitionCache) reserve(s *cacheShard, n int) (int, bool) {
+	if n > c.ringMax {
+		return 0, false
+	}
+	for {
+		if s.tail < s.end {
+			if s.head+n <= s.tail {
+				break
+			}
+			c.evictOldest(s)
+			continue
+		}
+		if s.head+n <= len(s.ring) || c.grow(s, n) {
+			break
+		}
+		if s.head == 0 || n > len(s.ring) {
+			return 0, false // a wrap would not make room
+		}
+		s.tail, s.end, s.head = 0, s.head, 0
+	}
+	off := s.head
+	s.head += n
+	return off, true
+}
+
+// evictOldest drops the entry at the ring's tail.
+func (c *partitionCache) evictOldest(s *cacheShard) {
+	_, key, _, n := s.entry(s.tail)
+	h := maphash.Bytes(c.seed, key)
+	if off, ok := s.idx[h]; ok && int(off) == s.tail {
+		c.dropIndexed(s, h)
+	}
+	s.tail += n
+	if s.tail >= s.end {
+		s.tail, s.end = 0, 0
+	}
+}
+
+// grow enlarges a ring that has not wrapped, or whose older entries are
+// gone, so that n more bytes fit, if the budget allows.
+func (c *partitionCache) grow(s *cacheShard, n int) bool {
+	want := s.head + n
+	size := max(len(s.ring), ringMin)
+	for size < want {
+		size *= 2
+	}
+	size = min(size, c.ringMax)
+	if size < want {
+		return false
+	}
+	// A shard's first ring is granted even over budget, so that large
+	// partitions cannot keep small ones from being cached at all.
+	if c.bytes.Add(int64(size-len(s.ring))) > c.limit && len(s.ring) > 0 {
+		c.bytes.Add(-int64(size - len(s.ring)))
+		return false
+	}
+	ring := make([]byte, size)
+	copy(ring, s.ring[:s.head])
+	s.ring = ring
+	return true
+}
+
+func (c *partitionCache) putLarge(s *cacheShard, p *partition) {
+	size := p.size()
 	var el *list.Element
-	if old, ok := s.byKey[string(p.key)]; ok {
+	if old, ok := s.large[string(p.key)]; ok {
 		e := old.Value.(*cacheEntry)
 		c.bytes.Add(size - e.size)
 		e.p, e.size = p, size
@@ -81,7 +287,7 @@ func (c *partitionCache) put(p *partition) {
 		el = old
 	} else {
 		el = s.lru.PushFront(&cacheEntry{p: p, size: size})
-		s.byKey[string(p.key)] = el
+		s.large[string(p.key)] = el
 		c.bytes.Add(size)
 	}
 	for c.bytes.Load() > c.limit && s.lru.Len() > 1 {
@@ -89,44 +295,213 @@ func (c *partitionCache) put(p *partition) {
 		if victim == el {
 			break
 		}
-		e := victim.Value.(*cacheEntry)
-		s.lru.Remove(victim)
-		delete(s.byKey, string(e.p.key))
-		c.bytes.Add(-e.size)
+		c.dropLarge(s, victim.Value.(*cacheEntry).p.key)
+	}
+}
+
+func (c *partitionCache) dropLarge(s *cacheShard, key []byte) {
+	if el, ok := s.large[string(key)]; ok {
+		c.bytes.Add(-el.Value.(*cacheEntry).size)
+		s.lru.Remove(el)
+		delete(s.large, string(key))
 	}
 }
 
 func (c *partitionCache) remove(key []byte) {
-	s := c.shard(key)
+	h := maphash.Bytes(c.seed, key)
+	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if el, ok := s.byKey[string(key)]; ok {
-		c.bytes.Add(-el.Value.(*cacheEntry).size)
-		s.lru.Remove(el)
-		delete(s.byKey, string(key))
+	c.dropLarge(s, key)
+	if off, ok := s.idx[h]; ok {
+		if _, k, _, _ := s.entry(int(off)); string(k) == string(key) {
+			c.dropIndexed(s, h)
+		}
 	}
 }
 
-// each calls fn for every cached partition. fn runs under the shard's lock,
-// so it must not call back into the cache; the caller must ensure no key
-// locks are held by others (Close does).
-func (c *partitionCache) each(fn func(p *partition)) {
+// replace puts p if its key is cached: for changes made to a partition
+// loaded without caching it.
+func (c *partitionCache) replace(p *partition) {
+	h := maphash.Bytes(c.seed, p.key)
+	s := c.shard(h)
+	s.mu.Lock()
+	_, cached := s.large[string(p.key)]
+	if off, ok := s.idx[h]; ok && !cached {
+		_, k, _, _ := s.entry(int(off))
+		cached = string(k) == string(p.key)
+	}
+	s.mu.Unlock()
+	if cached {
+		c.put(p)
+	}
+}
+
+// eachLogged calls fn for every cached partition whose log is not empty,
+// outside the cache's locks. The caller must ensure no key locks are held
+// by others (Close does).
+func (c *partitionCache) eachLogged(fn func(p *partition)) {
 	for i := range c.shards {
 		s := &c.shards[i]
+		var logged []*partition
 		s.mu.Lock()
 		for el := s.lru.Front(); el != nil; el = el.Next() {
-			fn(el.Value.(*cacheEntry).p)
+			if p := el.Value.(*cacheEntry).p; len(p.log) > 0 {
+				logged = append(logged, p)
+			}
+		}
+		for _, off := range s.idx {
+			slot, key, body, _ := s.entry(int(off))
+			if len(body) == 0 || body[0]&cachedLog == 0 {
+				continue
+			}
+			if p, err := decodeCached(slot, key, body); err == nil {
+				logged = append(logged, p)
+			}
 		}
 		s.mu.Unlock()
+		for _, p := range logged {
+			fn(p)
+		}
 	}
 }
 
+// usage returns the bytes the cache holds and the partitions in it.
 func (c *partitionCache) usage() (bytes int64, entries int) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		entries += s.lru.Len()
+		entries += len(s.idx) + s.lru.Len()
 		s.mu.Unlock()
 	}
 	return c.bytes.Load(), entries
+}
+
+// appendCached appends p's ring entry: the header, the key, then
+//
+//	flags  uvarint(logLen)  uvarint(len) powerstate
+//	[uvarint(count) (idkey sha?)*]  [tags]
+//
+// where the log is present with cachedLog, each entry's SHA is a flag
+// byte and 20 bytes if the flag is 1, and the tags, the rest, with
+// cachedTags.
+func (p *partition) appendCached(dst []byte) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, entryHeader)...)
+	binary.LittleEndian.PutUint32(dst[start+4:], uint32(len(p.key)))
+	binary.LittleEndian.PutUint16(dst[start+8:], p.slot)
+	dst = append(dst, p.key...)
+	var flags byte
+	if p.exists {
+		flags |= cachedExists
+	}
+	if len(p.log) > 0 {
+		flags |= cachedLog
+	}
+	hasTags := p.tags.SHA != ([20]byte{}) || len(p.tags.Tags) > 0
+	if hasTags {
+		flags |= cachedTags
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendUvarint(dst, uint64(p.logLen))
+	// A fixed-width length, so the power state is encoded in place.
+	lenAt := len(dst)
+	dst = p.ps.AppendBinary(append(dst, 0, 0, 0, 0))
+	binary.LittleEndian.PutUint32(dst[lenAt:], uint32(len(dst)-lenAt-4))
+	if len(p.log) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(p.log)))
+		for _, e := range p.log {
+			dst = crdt.AppendIDKey(dst, e.id)
+			if e.sha == ([20]byte{}) {
+				dst = append(dst, 0)
+			} else {
+				dst = append(append(dst, 1), e.sha[:]...)
+			}
+		}
+	}
+	if hasTags {
+		dst = p.tags.AppendBinary(dst)
+	}
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start))
+	return dst
+}
+
+// encodedBound bounds the size of p's ring entry, without encoding it.
+func (p *partition) encodedBound() int {
+	const varint = binary.MaxVarintLen64
+	inf := p.ps.Infimum()
+	n := entryHeader + len(p.key) + 1 + 4*varint + len(inf.Value) + 40*(len(inf.Participants)+1) + 60*len(p.log)
+	for _, d := range p.ps.Pending() {
+		n += 3*varint + len(d.Delta.Payload) + 40*(len(d.Acks)+2)
+	}
+	n += 21 + varint
+	for _, t := range p.tags.Tags {
+		n += varint + len(t)
+	}
+	return n
+}
+
+var errCachedEntry = errors.New("corrupt cache entry")
+
+// decodeCached decodes what appendCached encoded after the key. Everything
+// it returns is a copy: the ring may be overwritten afterwards.
+func decodeCached(slot uint16, key, b []byte) (*partition, error) {
+	if len(b) < 1 {
+		return nil, errCachedEntry
+	}
+	flags := b[0]
+	logLen, n := binary.Uvarint(b[1:])
+	if n <= 0 {
+		return nil, errCachedEntry
+	}
+	b = b[1+n:]
+	if len(b) < 4 {
+		return nil, errCachedEntry
+	}
+	psLen := int(binary.LittleEndian.Uint32(b))
+	if psLen > len(b)-4 {
+		return nil, errCachedEntry
+	}
+	ps, err := crdt.Decode(b[4 : 4+psLen])
+	if err != nil {
+		return nil, err
+	}
+	b = b[4+psLen:]
+	p := &partition{
+		slot:   slot,
+		key:    append([]byte(nil), key...),
+		ps:     ps,
+		logLen: int(logLen),
+		exists: flags&cachedExists != 0,
+	}
+	if flags&cachedLog != 0 {
+		count, n := binary.Uvarint(b)
+		if n <= 0 || count > uint64(len(b)) {
+			return nil, errCachedEntry
+		}
+		b = b[n:]
+		p.log = make([]logEntry, count)
+		for i := range p.log {
+			id, rest, err := crdt.DecodeIDKey(b)
+			if err != nil || len(rest) < 1 {
+				return nil, errCachedEntry
+			}
+			p.log[i].id = id
+			b = rest[1:]
+			if rest[0] == 1 {
+				if len(b) < 20 {
+					return nil, errCachedEntry
+				}
+				b = b[copy(p.log[i].sha[:], b):]
+			}
+		}
+	}
+	if flags&cachedTags != 0 {
+		if p.tags, err = index.DecodeTags(b); err != nil {
+			return nil, err
+		}
+	} else if len(b) != 0 {
+		return nil, errCachedEntry
+	}
+	return p, nil
 }

@@ -144,6 +144,7 @@ func (db *DB) checkPartition(rep *CheckReport, active *handler, slot uint16, key
 	}
 	if cached := db.cache.get(key); cached != nil {
 		cached.tags = newTags
+		db.cache.put(cached)
 	}
 	rep.Repaired += int64(len(missing)) + 1
 	return nil

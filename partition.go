@@ -475,10 +475,11 @@ func unionNodes(a, b []crdt.NodeID) []crdt.NodeID {
 }
 
 // compactCached writes a snapshot for every cached partition with a log,
-// so the next start replays nothing. Close calls it with no calls in flight.
+// so the next start replays nothing. Close calls it with no calls in
+// flight; nothing uses the cache after.
 func (db *DB) compactCached() error {
 	var errs []error
-	db.cache.each(func(p *partition) {
+	db.cache.eachLogged(func(p *partition) {
 		if len(p.log) == 0 {
 			return
 		}

@@ -210,6 +210,7 @@ func (r *reindexer) one(active *handler, slot uint16, key []byte) error {
 		return err
 	}
 	p.tags = newTags
+	db.cache.replace(p)
 	r.updated.Add(1)
 	return nil
 }
