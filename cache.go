@@ -61,6 +61,8 @@ type cacheShard struct {
 
 	large map[string]*list.Element // of *cacheEntry
 	lru   list.List                // large partitions, most recent first
+
+	closed bool // the ring is freed; nothing is cached any more
 }
 
 type cacheEntry struct {
@@ -72,7 +74,7 @@ type cacheEntry struct {
 // the key and the encoded partition.
 const (
 	entryHeader = 10
-	idxEntry    = 40 // what an index entry costs, as the budget counts it
+	idxEntry    = 48 // what an index entry costs (in a Go map), as the budget counts it
 	ringMin     = 1 << 10
 )
 
@@ -180,7 +182,9 @@ func (c *partitionCache) put(p *partition) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.dropIndexed(s, h)
-	c.putLarge(s, p)
+	if !s.closed {
+		c.putLarge(s, p)
+	}
 }
 
 // putSmall writes entry e of the key hashed h at the ring's head.
@@ -266,12 +270,20 @@ func (c *partitionCache) grow(s *cacheShard, n int) bool {
 	}
 	// A shard's first ring is granted even over budget, so that large
 	// partitions cannot keep small ones from being cached at all.
+	if s.closed {
+		return false
+	}
 	if c.bytes.Add(int64(size-len(s.ring))) > c.limit && len(s.ring) > 0 {
 		c.bytes.Add(-int64(size - len(s.ring)))
 		return false
 	}
-	ring := make([]byte, size)
+	ring := allocRing(size)
+	if ring == nil {
+		c.bytes.Add(-int64(size - len(s.ring)))
+		return false
+	}
 	copy(ring, s.ring[:s.head])
+	freeRing(s.ring)
 	s.ring = ring
 	return true
 }
@@ -364,6 +376,22 @@ func (c *partitionCache) eachLogged(fn func(p *partition)) {
 			fn(p)
 		}
 	}
+}
+
+// close frees the rings. The cache holds nothing after and caches nothing.
+func (c *partitionCache) close() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		freeRing(s.ring)
+		s.ring, s.head, s.tail, s.end = nil, 0, 0, 0
+		clear(s.idx)
+		s.lru.Init()
+		clear(s.large)
+		s.closed = true
+		s.mu.Unlock()
+	}
+	c.bytes.Store(0)
 }
 
 // usage returns the bytes the cache holds and the partitions in it.

@@ -304,6 +304,7 @@ func (db *DB) Close() error {
 	db.inflight.Wait()
 	db.reindex.close()
 	err := db.compactCached()
+	db.cache.close()
 	db.engine.Close()
 	return errors.Join(err, db.store.Close())
 }
