@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/legiondb/legion/crdt"
 	"github.com/legiondb/legion/index"
@@ -20,15 +21,16 @@ const cacheShards = 256
 // reload replays its log.
 //
 // Small partitions, nearly all of them, are kept encoded in a ring of bytes
-// per shard, indexed by a map from the key's hash to the entry's offset.
-// Neither holds a pointer, so a cache of a million partitions costs the
-// garbage collector nothing to scan, and an entry costs its encoded size
-// (about 100 bytes for a counter) instead of the dozen objects of a loaded
-// partition. A hit decodes a fresh partition, which the caller owns; a
-// write puts the new version at the ring's head. When the ring is full it
-// wraps and overwrites its oldest entries; an entry read while it is among
-// the next to be overwritten is moved to the head, so what is read or
-// written stays.
+// per shard, found through an open-addressing table from the key's hash to
+// the entry's offset. Both live outside the Go heap (see allocRing): a
+// cache of a million partitions costs the garbage collector nothing, and
+// an entry costs its encoded size (about 100 bytes for a counter) and a
+// table slot or two, instead of the dozen objects of a loaded partition. A
+// hit decodes a fresh partition, which the caller owns; a write puts the
+// new version at the ring's head. When the ring is full it wraps and
+// overwrites its oldest entries; an entry read while it is among the next
+// to be overwritten is moved to the head, so what is read or written
+// stays.
 //
 // A partition too large for a ring (a share of the budget) is kept loaded,
 // in a per-shard LRU list, and handed out as is: its holder mutates it
@@ -43,7 +45,7 @@ type partitionCache struct {
 	limit    int64
 	ringMax  int          // the most a shard's ring grows to
 	largeMin int          // encoded partitions at least this large are kept loaded
-	bytes    atomic.Int64 // rings, index entries and large partitions
+	bytes    atomic.Int64 // rings, tables and large partitions
 	scratch  sync.Pool    // of *[]byte, to encode into
 	shards   [cacheShards]cacheShard
 }
@@ -57,12 +59,19 @@ type cacheShard struct {
 	// tail == end == 0.
 	ring            []byte
 	head, tail, end int
-	idx             map[uint64]uint32 // key hash → offset of the key's entry
+
+	// The table has a slot per live entry, found by linear probing from
+	// the hash's high bits; a slot is those 32 bits and the entry's offset
+	// plus one, and 0 is free. Entries that are not live (older versions,
+	// removed keys) have no slot and are skipped when the ring wraps.
+	table     []uint64
+	tableMem  []byte // what table is a view of
+	tableUsed int
 
 	large map[string]*list.Element // of *cacheEntry
 	lru   list.List                // large partitions, most recent first
 
-	closed bool // the ring is freed; nothing is cached any more
+	closed bool // the memory is freed; nothing is cached any more
 }
 
 type cacheEntry struct {
@@ -74,8 +83,8 @@ type cacheEntry struct {
 // the key and the encoded partition.
 const (
 	entryHeader = 10
-	idxEntry    = 48 // what an index entry costs (in a Go map), as the budget counts it
 	ringMin     = 1 << 10
+	tableMin    = 64 // slots
 )
 
 // Flags of an encoded partition.
@@ -88,7 +97,7 @@ const (
 func newPartitionCache(limit int64) *partitionCache {
 	c := &partitionCache{seed: maphash.MakeSeed(), limit: limit}
 	// The rings take at most four fifths of the budget: the rest is for
-	// their index entries.
+	// their tables.
 	c.ringMax = int(max(limit*4/5/cacheShards, ringMin))
 	c.largeMin = c.ringMax / 4
 	c.scratch.New = func() any {
@@ -96,7 +105,6 @@ func newPartitionCache(limit int64) *partitionCache {
 		return &b
 	}
 	for i := range c.shards {
-		c.shards[i].idx = make(map[uint64]uint32)
 		c.shards[i].large = make(map[string]*list.Element)
 	}
 	return c
@@ -104,6 +112,78 @@ func newPartitionCache(limit int64) *partitionCache {
 
 func (c *partitionCache) shard(h uint64) *cacheShard {
 	return &c.shards[h%cacheShards]
+}
+
+// tag is the part of a key's hash its table slot keeps (the low bits pick
+// the shard).
+func tag(h uint64) uint32 { return uint32(h >> 32) }
+
+func slotOf(t uint32, off int) uint64 { return uint64(t)<<32 | uint64(off+1) }
+func slotTag(v uint64) uint32         { return uint32(v >> 32) }
+func slotOff(v uint64) int            { return int(uint32(v)) - 1 }
+
+// lookup returns the table index of key's entry, or -1.
+func (s *cacheShard) lookup(t uint32, key []byte) int {
+	if len(s.table) == 0 {
+		return -1
+	}
+	mask := len(s.table) - 1
+	for i := int(t) & mask; ; i = (i + 1) & mask {
+		v := s.table[i]
+		if v == 0 {
+			return -1
+		}
+		if slotTag(v) == t {
+			if _, k, _, _ := s.entry(slotOff(v)); string(k) == string(key) {
+				return i
+			}
+		}
+	}
+}
+
+// slotAt returns the table index of the entry at off, whose key has tag t,
+// or -1 if that entry is not live.
+func (s *cacheShard) slotAt(t uint32, off int) int {
+	if len(s.table) == 0 {
+		return -1
+	}
+	mask := len(s.table) - 1
+	want := slotOf(t, off)
+	for i := int(t) & mask; ; i = (i + 1) & mask {
+		switch s.table[i] {
+		case 0:
+			return -1
+		case want:
+			return i
+		}
+	}
+}
+
+// insertSlot adds a slot; the table has room.
+func (s *cacheShard) insertSlot(v uint64) {
+	mask := len(s.table) - 1
+	i := int(slotTag(v)) & mask
+	for s.table[i] != 0 {
+		i = (i + 1) & mask
+	}
+	s.table[i] = v
+	s.tableUsed++
+}
+
+// deleteSlot frees slot i, shifting back the slots of its probe run that
+// it displaced, so lookups need no tombstones.
+func (s *cacheShard) deleteSlot(i int) {
+	mask := len(s.table) - 1
+	for j := (i + 1) & mask; s.table[j] != 0; j = (j + 1) & mask {
+		home := int(slotTag(s.table[j])) & mask
+		// Move j back to i if its home is not cyclically within (i, j].
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			s.table[i] = s.table[j]
+			i = j
+		}
+	}
+	s.table[i] = 0
+	s.tableUsed--
 }
 
 // get returns the cached partition of key, or nil. A small partition is
@@ -117,27 +197,25 @@ func (c *partitionCache) get(key []byte) *partition {
 		s.lru.MoveToFront(el)
 		return el.Value.(*cacheEntry).p
 	}
-	off, ok := s.idx[h]
-	if !ok {
+	i := s.lookup(tag(h), key)
+	if i < 0 {
 		return nil
 	}
-	slot, k, body, n := s.entry(int(off))
-	if string(k) != string(key) {
-		return nil // another key with the same hash
-	}
+	off := slotOff(s.table[i])
+	slot, k, body, n := s.entry(off)
 	p, err := decodeCached(slot, k, body)
 	if err != nil {
 		// Cannot happen short of memory corruption: forget it, and the
 		// store has it.
-		c.dropIndexed(s, h)
+		s.deleteSlot(i)
 		return nil
 	}
-	if s.atRisk(int(off)) {
+	if s.atRisk(off) {
 		// Among the next to be overwritten: move it to the head (through a
 		// copy: making room may evict it and grow the ring).
 		bp := c.scratch.Get().(*[]byte)
-		*bp = append((*bp)[:0], s.ring[off:int(off)+n]...)
-		c.putSmall(s, h, *bp)
+		*bp = append((*bp)[:0], s.ring[off:off+n]...)
+		c.putSmall(s, tag(h), key, *bp)
 		c.scratch.Put(bp)
 	}
 	return p
@@ -175,44 +253,83 @@ func (c *partitionCache) put(p *partition) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			c.dropLarge(s, p.key)
-			c.putSmall(s, h, e)
+			c.putSmall(s, tag(h), p.key, e)
 			return
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c.dropIndexed(s, h)
+	if i := s.lookup(tag(h), p.key); i >= 0 {
+		s.deleteSlot(i)
+	}
 	if !s.closed {
 		c.putLarge(s, p)
 	}
 }
 
-// putSmall writes entry e of the key hashed h at the ring's head.
-func (c *partitionCache) putSmall(s *cacheShard, h uint64, e []byte) {
-	_, had := s.idx[h]
+// putSmall writes entry e of key, whose hash has tag t, at the ring's head.
+func (c *partitionCache) putSmall(s *cacheShard, t uint32, key, e []byte) {
 	off, ok := c.reserve(s, len(e))
-	if !ok {
-		c.dropIndexed(s, h)
+	if ok {
+		copy(s.ring[off:], e)
+	}
+	// The key's older entry, if any, is still live: making room evicts
+	// only entries after the head.
+	if i := s.lookup(t, key); i >= 0 {
+		if ok {
+			s.table[i] = slotOf(t, off)
+		} else {
+			s.deleteSlot(i)
+		}
 		return
 	}
-	copy(s.ring[off:], e)
-	if _, ok := s.idx[h]; !ok {
-		// An index entry counts against the budget. Over it, a partition
-		// new to the cache evicts up to two of the oldest: the cache
-		// shrinks back under budget without emptying a shard at once.
-		for i := 0; !had && i < 2 && c.bytes.Load()+idxEntry > c.limit && s.tail < s.end; i++ {
-			c.evictOldest(s)
-		}
-		c.bytes.Add(idxEntry)
+	if ok && c.roomInTable(s) {
+		s.insertSlot(slotOf(t, off))
 	}
-	s.idx[h] = uint32(off)
 }
 
-func (c *partitionCache) dropIndexed(s *cacheShard, h uint64) {
-	if _, ok := s.idx[h]; ok {
-		delete(s.idx, h)
-		c.bytes.Add(-idxEntry)
+// roomInTable makes room in the table for one more slot: it grows the
+// table while the budget allows, else evicts the ring's oldest entries.
+func (c *partitionCache) roomInTable(s *cacheShard) bool {
+	for (s.tableUsed+1)*4 > len(s.table)*3 {
+		if c.growTable(s) {
+			return true
+		}
+		if s.tail == s.end {
+			return false
+		}
+		c.evictOldest(s)
 	}
+	return true
+}
+
+// growTable doubles the table, if the budget allows (a shard's first
+// table is granted).
+func (c *partitionCache) growTable(s *cacheShard) bool {
+	if s.closed {
+		return false
+	}
+	size := max(2*len(s.table), tableMin)
+	delta := int64(8 * (size - len(s.table)))
+	if c.bytes.Add(delta) > c.limit && len(s.table) > 0 {
+		c.bytes.Add(-delta)
+		return false
+	}
+	mem := allocRing(8 * size)
+	if mem == nil {
+		c.bytes.Add(-delta)
+		return false
+	}
+	old, oldMem := s.table, s.tableMem
+	s.table = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(mem))), size)
+	s.tableMem, s.tableUsed = mem, 0
+	for _, v := range old {
+		if v != 0 {
+			s.insertSlot(v)
+		}
+	}
+	freeRing(oldMem)
+	return true
 }
 
 // reserve makes room for n bytes at the ring's head and returns their
@@ -246,9 +363,8 @@ func (c *partitionCache) reserve(s *cacheShard, n int) (int, bool) {
 // evictOldest drops the entry at the ring's tail.
 func (c *partitionCache) evictOldest(s *cacheShard) {
 	_, key, _, n := s.entry(s.tail)
-	h := maphash.Bytes(c.seed, key)
-	if off, ok := s.idx[h]; ok && int(off) == s.tail {
-		c.dropIndexed(s, h)
+	if i := s.slotAt(tag(maphash.Bytes(c.seed, key)), s.tail); i >= 0 {
+		s.deleteSlot(i)
 	}
 	s.tail += n
 	if s.tail >= s.end {
@@ -268,11 +384,11 @@ func (c *partitionCache) grow(s *cacheShard, n int) bool {
 	if size < want {
 		return false
 	}
-	// A shard's first ring is granted even over budget, so that large
-	// partitions cannot keep small ones from being cached at all.
 	if s.closed {
 		return false
 	}
+	// A shard's first ring is granted even over budget, so that large
+	// partitions cannot keep small ones from being cached at all.
 	if c.bytes.Add(int64(size-len(s.ring))) > c.limit && len(s.ring) > 0 {
 		c.bytes.Add(-int64(size - len(s.ring)))
 		return false
@@ -325,10 +441,8 @@ func (c *partitionCache) remove(key []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.dropLarge(s, key)
-	if off, ok := s.idx[h]; ok {
-		if _, k, _, _ := s.entry(int(off)); string(k) == string(key) {
-			c.dropIndexed(s, h)
-		}
+	if i := s.lookup(tag(h), key); i >= 0 {
+		s.deleteSlot(i)
 	}
 }
 
@@ -339,10 +453,7 @@ func (c *partitionCache) replace(p *partition) {
 	s := c.shard(h)
 	s.mu.Lock()
 	_, cached := s.large[string(p.key)]
-	if off, ok := s.idx[h]; ok && !cached {
-		_, k, _, _ := s.entry(int(off))
-		cached = string(k) == string(p.key)
-	}
+	cached = cached || s.lookup(tag(h), p.key) >= 0
 	s.mu.Unlock()
 	if cached {
 		c.put(p)
@@ -362,8 +473,11 @@ func (c *partitionCache) eachLogged(fn func(p *partition)) {
 				logged = append(logged, p)
 			}
 		}
-		for _, off := range s.idx {
-			slot, key, body, _ := s.entry(int(off))
+		for _, v := range s.table {
+			if v == 0 {
+				continue
+			}
+			slot, key, body, _ := s.entry(slotOff(v))
 			if len(body) == 0 || body[0]&cachedLog == 0 {
 				continue
 			}
@@ -378,14 +492,16 @@ func (c *partitionCache) eachLogged(fn func(p *partition)) {
 	}
 }
 
-// close frees the rings. The cache holds nothing after and caches nothing.
+// close frees the rings and tables. The cache holds nothing after and
+// caches nothing.
 func (c *partitionCache) close() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
 		freeRing(s.ring)
+		freeRing(s.tableMem)
 		s.ring, s.head, s.tail, s.end = nil, 0, 0, 0
-		clear(s.idx)
+		s.table, s.tableMem, s.tableUsed = nil, nil, 0
 		s.lru.Init()
 		clear(s.large)
 		s.closed = true
@@ -399,7 +515,7 @@ func (c *partitionCache) usage() (bytes int64, entries int) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		entries += len(s.idx) + s.lru.Len()
+		entries += s.tableUsed + s.lru.Len()
 		s.mu.Unlock()
 	}
 	return c.bytes.Load(), entries

@@ -394,18 +394,25 @@ type StorageStats struct {
 	// long in all.
 	WriteStalls    int64
 	WriteStallTime time.Duration
+	// MemtableBytes and BlockCacheBytes are the memory pebble holds
+	// outside the Go heap: its memtables and its cache of blocks.
+	MemtableBytes   uint64
+	BlockCacheBytes int64
 }
 
 // StorageStats returns the node's storage figures.
 func (db *DB) StorageStats() StorageStats {
 	stalls, stallTime := db.store.WriteStalls()
+	m := db.store.Pebble().Metrics()
 	return StorageStats{
-		WriteStalls:    stalls,
-		WriteStallTime: stallTime,
-		DiskBytes:      db.store.Pebble().Metrics().DiskSpaceUsage(),
-		Fsync:          db.cfg.Fsync,
-		DataDir:        db.cfg.DataDir,
-		InMemory:       db.cfg.InMemory || db.cfg.FS != nil,
+		WriteStalls:     stalls,
+		WriteStallTime:  stallTime,
+		MemtableBytes:   m.MemTable.Size,
+		BlockCacheBytes: m.BlockCache.Size,
+		DiskBytes:       m.DiskSpaceUsage(),
+		Fsync:           db.cfg.Fsync,
+		DataDir:         db.cfg.DataDir,
+		InMemory:        db.cfg.InMemory || db.cfg.FS != nil,
 	}
 }
 

@@ -322,13 +322,17 @@ func (b *bench) footprint() {
 	section := fmt.Sprintf("Footprint (%d tagged partitions)", n)
 	if c := lg.client(1); c != nil {
 		if info, err := c.Info(b.ctx, "memory").Result(); err == nil {
-			var goTotal, heap int64
+			var goTotal, heap, cache, memtables, blocks int64
 			for _, l := range strings.Split(info, "\r\n") {
 				fmt.Sscanf(l, "used_memory_runtime:%d", &goTotal)
 				fmt.Sscanf(l, "used_memory:%d", &heap)
+				fmt.Sscanf(l, "partition_cache_bytes:%d", &cache)
+				fmt.Sscanf(l, "storage_memtable_bytes:%d", &memtables)
+				fmt.Sscanf(l, "storage_block_cache_bytes:%d", &blocks)
 			}
-			b.report.notes = append(b.report.notes, fmt.Sprintf("After loading, legion-server's Go runtime held %.0f MiB (%.0f MiB of live heap) of its %.0f MiB resident; the rest is pebble's memtables and block cache, allocated outside the Go heap.",
-				float64(goTotal)/(1<<20), float64(heap)/(1<<20), float64(lg.rss())/(1<<20)))
+			mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+			b.report.notes = append(b.report.notes, fmt.Sprintf("After loading, legion-server held %.0f MiB resident. Its parts: the Go runtime %.0f MiB (%.0f MiB of live heap), and outside the Go heap the partition cache %.0f MiB, pebble's memtables %.0f MiB and its block cache %.0f MiB.",
+				mib(lg.rss()), mib(goTotal), mib(heap), mib(cache), mib(memtables), mib(blocks)))
 		}
 		c.Close()
 	}

@@ -380,6 +380,9 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("used_memory_rss_human", human(rss))
 		st := s.db.Stats()
 		kv("partition_cache_bytes", st.CachedBytes)
+		ss := s.db.StorageStats()
+		kv("storage_memtable_bytes", ss.MemtableBytes)
+		kv("storage_block_cache_bytes", ss.BlockCacheBytes)
 		kv("maxmemory", 0)
 		kv("maxmemory_policy", "noeviction")
 	case "persistence":

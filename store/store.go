@@ -104,7 +104,7 @@ type Options struct {
 // Store is an open pebble database with Legion's layout. It is safe for
 // concurrent use.
 type Store struct {
-	stalls *stallStats
+	events *engineEvents
 	db     *pebble.DB
 	fs     vfs.FS
 	dir    string
@@ -155,13 +155,13 @@ func Open(opts Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	stalls := &stallStats{logger: logger}
-	db, err := pebble.Open(opts.Dir, pebbleOptions(opts, cache, logger, stalls))
+	events := &engineEvents{logger: logger}
+	db, err := pebble.Open(opts.Dir, pebbleOptions(opts, cache, logger, events))
 	if err != nil {
 		return nil, classifyOpenError(opts.Dir, err)
 	}
 	s := &Store{
-		stalls: stalls,
+		events: events,
 		db:     db,
 		fs:     opts.FS,
 		dir:    opts.Dir,
@@ -191,8 +191,8 @@ func Open(opts Options) (*Store, error) {
 }
 
 // pebbleOptions returns the pebble options every open of a data dir uses;
-// stalls, if not nil, counts and logs write stalls.
-func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, stalls *stallStats) *pebble.Options {
+// events, if not nil, follows pebble's events.
+func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, events *engineEvents) *pebble.Options {
 	popts := &pebble.Options{
 		FS:       opts.FS,
 		Cache:    cache,
@@ -200,8 +200,13 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, stall
 		ReadOnly: opts.ReadOnly,
 		Logger:   pebbleLogger{logger},
 	}
-	if stalls != nil {
-		popts.EventListener = &pebble.EventListener{WriteStallBegin: stalls.begin, WriteStallEnd: stalls.end}
+	if events != nil {
+		popts.EventListener = &pebble.EventListener{
+			WriteStallBegin: events.begin,
+			WriteStallEnd:   events.end,
+			FlushEnd:        func(pebble.FlushInfo) { events.released() },
+			CompactionEnd:   func(pebble.CompactionInfo) { events.released() },
+		}
 	}
 	// Bloom filters answer "no such partition" (a point lookup of its
 	// snapshot record) without reading data blocks.
@@ -453,22 +458,42 @@ func (s *Store) get(key []byte) ([]byte, bool, error) {
 	return out, true, closer.Close()
 }
 
-// stallStats counts the times pebble held writes back because flushes or
-// compactions fell behind, and for how long.
-type stallStats struct {
+// releaseInterval spaces the returns of free memory to the system.
+const releaseInterval = time.Second
+
+// released follows a flush or compaction, which free memtables and block
+// buffers: at most once a releaseInterval, it hands the free memory to
+// the system.
+func (st *engineEvents) released() {
+	now := time.Now().UnixNano()
+	last := st.lastRelease.Load()
+	if now-last < int64(releaseInterval) || !st.lastRelease.CompareAndSwap(last, now) {
+		return
+	}
+	releaseFreeMemory()
+	st.releases.Add(1)
+}
+
+// engineEvents follows pebble's events: it counts the times pebble held
+// writes back because flushes or compactions fell behind, and for how
+// long, and releases free memory after flushes and compactions.
+type engineEvents struct {
 	logger *slog.Logger
 	count  atomic.Int64
 	nanos  atomic.Int64
 	since  atomic.Int64 // start of the stall in progress (UnixNano), 0 if none
+
+	lastRelease atomic.Int64 // UnixNano of the last release of free memory
+	releases    atomic.Int64
 }
 
-func (st *stallStats) begin(info pebble.WriteStallBeginInfo) {
+func (st *engineEvents) begin(info pebble.WriteStallBeginInfo) {
 	st.count.Add(1)
 	st.since.Store(time.Now().UnixNano())
 	st.logger.Warn("writes stalled: the storage engine is behind with flushes or compactions", "reason", info.Reason)
 }
 
-func (st *stallStats) end() {
+func (st *engineEvents) end() {
 	if since := st.since.Swap(0); since != 0 {
 		d := time.Duration(time.Now().UnixNano() - since)
 		st.nanos.Add(int64(d))
@@ -479,11 +504,11 @@ func (st *stallStats) end() {
 // WriteStalls returns how many times writes were stalled and for how long
 // in all, the stall in progress included.
 func (s *Store) WriteStalls() (count int64, total time.Duration) {
-	total = time.Duration(s.stalls.nanos.Load())
-	if since := s.stalls.since.Load(); since != 0 {
+	total = time.Duration(s.events.nanos.Load())
+	if since := s.events.since.Load(); since != 0 {
 		total += time.Duration(max(0, time.Now().UnixNano()-since))
 	}
-	return s.stalls.count.Load(), total
+	return s.events.count.Load(), total
 }
 
 // pebbleLogger routes pebble's messages to slog.

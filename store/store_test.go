@@ -462,10 +462,10 @@ func TestIdleTagIteratorsStayCurrent(t *testing.T) {
 // timed and logged.
 func TestWriteStallsCounted(t *testing.T) {
 	var log bytes.Buffer
-	st := &stallStats{logger: slog.New(slog.NewTextHandler(&log, nil))}
+	st := &engineEvents{logger: slog.New(slog.NewTextHandler(&log, nil))}
 	popts := pebbleOptions(Options{FS: vfs.NewMem()}, nil, st.logger, st)
 	popts.EventListener.WriteStallBegin(pebble.WriteStallBeginInfo{Reason: "memtable count limit reached"})
-	s := &Store{stalls: st}
+	s := &Store{events: st}
 	if n, d := s.WriteStalls(); n != 1 || d < 0 {
 		t.Fatalf("during a stall: %d stalls, %v", n, d)
 	}
@@ -480,5 +480,32 @@ func TestWriteStallsCounted(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "memtable count limit reached") || !strings.Contains(log.String(), "writes resumed") {
 		t.Fatalf("log = %q", log.String())
+	}
+}
+
+// TestFlushReleasesFreeMemory checks that the end of a flush hands free
+// memory back to the system, and no more often than releaseInterval.
+func TestFlushReleasesFreeMemory(t *testing.T) {
+	s := openMem(t)
+	flush := func() {
+		b := s.NewBatch()
+		b.PutSnapshot(1, []byte("k"), []byte("v"))
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := s.Pebble().Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.events.releases.Load()
+	flush()
+	after := s.events.releases.Load()
+	if after <= before {
+		t.Fatal("a flush released no memory")
+	}
+	flush()
+	if got := s.events.releases.Load(); got != after {
+		t.Fatalf("two releases within %v", releaseInterval)
 	}
 }
