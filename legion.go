@@ -80,8 +80,9 @@ type Config struct {
 	// Limits bound what a handler may do; zero fields take the defaults of
 	// scripting.DefaultLimits.
 	Limits scripting.Limits
-	// CacheBytes bounds the cache of loaded partitions. Default 64 MiB
-	// (about 150,000 small partitions).
+	// CacheBytes bounds the cache of loaded partitions, which lives
+	// outside the Go heap. Default 32 MiB (about 250,000 small
+	// partitions).
 	CacheBytes int64
 	// BlockCacheBytes is pebble's block cache. Default 32 MiB.
 	BlockCacheBytes int64
@@ -98,7 +99,7 @@ func DefaultConfig() Config {
 		DataDir:         "./legion-data",
 		Fsync:           FsyncAlways,
 		Limits:          scripting.DefaultLimits(),
-		CacheBytes:      64 << 20,
+		CacheBytes:      32 << 20,
 		BlockCacheBytes: 32 << 20,
 	}
 }

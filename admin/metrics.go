@@ -62,7 +62,7 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 		counter("legion_write_stalls_total", "Times the storage engine held writes back because flushes or compactions fell behind.", func() float64 { return float64(db.StorageStats().WriteStalls) }),
 		counter("legion_write_stall_seconds_total", "Time writes were held back by the storage engine.", func() float64 { return db.StorageStats().WriteStallTime.Seconds() }),
 		gauge("legion_connected_clients", "Client connections open.", func() float64 { return float64(clients()) }),
-		gauge("legion_partition_cache_bytes", "Estimated bytes of loaded partitions in the cache.", func() float64 { return float64(db.Stats().CachedBytes) }),
+		gauge("legion_partition_cache_bytes", "Bytes the partition cache holds (outside the Go heap but for large partitions).", func() float64 { return float64(db.Stats().CachedBytes) }),
 		gauge("legion_partition_cache_entries", "Loaded partitions in the cache.", func() float64 { return float64(db.Stats().CachedEntries) }),
 		gauge("legion_reindex_in_progress", "1 while partitions are re-indexed for a new handler.", func() float64 {
 			if db.ReindexStatus().Running {
