@@ -79,10 +79,12 @@ type cacheEntry struct {
 	size int64
 }
 
-// An entry in a ring is a fixed header (entry length, key length, slot),
-// the key and the encoded partition.
+// An entry in a ring is a fixed header (the bytes it occupies, the bytes
+// it uses, key length, slot), the key and the encoded partition. A new
+// version that fits is written over the old one, so an entry may occupy
+// more than it uses.
 const (
-	entryHeader = 10
+	entryHeader = 14
 	ringMin     = 1 << 10
 	tableMin    = 64 // slots
 )
@@ -235,9 +237,10 @@ func (s *cacheShard) atRisk(off int) bool {
 func (s *cacheShard) entry(off int) (slot uint16, key, body []byte, n int) {
 	e := s.ring[off:]
 	n = int(binary.LittleEndian.Uint32(e))
-	kl := int(binary.LittleEndian.Uint32(e[4:]))
-	slot = binary.LittleEndian.Uint16(e[8:])
-	return slot, e[entryHeader : entryHeader+kl], e[entryHeader+kl : n], n
+	used := int(binary.LittleEndian.Uint32(e[4:]))
+	kl := int(binary.LittleEndian.Uint32(e[8:]))
+	slot = binary.LittleEndian.Uint16(e[12:])
+	return slot, e[entryHeader : entryHeader+kl], e[entryHeader+kl : used], n
 }
 
 // put inserts or refreshes p.
@@ -267,8 +270,18 @@ func (c *partitionCache) put(p *partition) {
 	}
 }
 
-// putSmall writes entry e of key, whose hash has tag t, at the ring's head.
+// putSmall writes entry e of key, whose hash has tag t: over the key's
+// entry if it fits there and is not about to be overwritten, else at the
+// ring's head.
 func (c *partitionCache) putSmall(s *cacheShard, t uint32, key, e []byte) {
+	if i := s.lookup(t, key); i >= 0 {
+		off := slotOff(s.table[i])
+		if _, _, _, n := s.entry(off); len(e) <= n && !s.atRisk(off) {
+			copy(s.ring[off:], e)
+			binary.LittleEndian.PutUint32(s.ring[off:], uint32(n))
+			return
+		}
+	}
 	off, ok := c.reserve(s, len(e))
 	if ok {
 		copy(s.ring[off:], e)
@@ -532,8 +545,8 @@ func (c *partitionCache) usage() (bytes int64, entries int) {
 func (p *partition) appendCached(dst []byte) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, entryHeader)...)
-	binary.LittleEndian.PutUint32(dst[start+4:], uint32(len(p.key)))
-	binary.LittleEndian.PutUint16(dst[start+8:], p.slot)
+	binary.LittleEndian.PutUint32(dst[start+8:], uint32(len(p.key)))
+	binary.LittleEndian.PutUint16(dst[start+12:], p.slot)
 	dst = append(dst, p.key...)
 	var flags byte
 	if p.exists {
@@ -567,6 +580,7 @@ func (p *partition) appendCached(dst []byte) []byte {
 		dst = p.tags.AppendBinary(dst)
 	}
 	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start))
+	binary.LittleEndian.PutUint32(dst[start+4:], uint32(len(dst)-start))
 	return dst
 }
 
