@@ -193,13 +193,29 @@ func TestProtocolLimits(t *testing.T) {
 		t.Fatalf("inline PING: %q", got)
 	}
 
-	// maxclients: 'other' and r hold two; two more fit, the fifth is refused.
-	a, b := dialRaw(t, s.Addr), dialRaw(t, s.Addr)
-	a.do("PING")
-	b.do("PING")
-	extra := dialRaw(t, s.Addr)
-	if got, _ := extra.line(); got != "-ERR max number of clients reached" {
-		t.Fatalf("over maxclients: %q", got)
+	// maxclients: 'other' and the two raw connections still open (the
+	// 1 MiB echo and the inline PING) hold three, once the server has
+	// dropped those it closed for protocol errors; one more fits, the
+	// fifth is refused.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info := other.Info(ctx(t), "clients").Val()
+		if strings.Contains(info, "connected_clients:3\r\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server does not count the 3 open connections: %s", info)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a := dialRaw(t, s.Addr)
+	if got := a.do("PING"); got != "+PONG" {
+		t.Fatalf("the fourth connection: %q", got)
+	}
+	for _, c := range []*rawConn{dialRaw(t, s.Addr), dialRaw(t, s.Addr)} {
+		if got, err := c.line(); got != "-ERR max number of clients reached" {
+			t.Fatalf("over maxclients: %q (%v)", got, err)
+		}
 	}
 	// The others never noticed.
 	if err := other.Ping(ctx(t)).Err(); err != nil {
