@@ -27,10 +27,11 @@ const cacheShards = 256
 // an entry costs its encoded size (about 100 bytes for a counter) and a
 // table slot or two, instead of the dozen objects of a loaded partition. A
 // hit decodes a fresh partition, which the caller owns; a write puts the
-// new version at the ring's head. When the ring is full it wraps and
-// overwrites its oldest entries; an entry read while it is among the next
-// to be overwritten is moved to the head, so what is read or written
-// stays.
+// new version over the old if it fits, else at the ring's head. When the
+// ring is full it wraps, and the entries its head reaches are moved ahead
+// of it while they fit in three quarters of the ring, or if they were read
+// or written since they were last moved (the "clock" approximation of
+// least recently used); the others are evicted.
 //
 // A partition too large for a ring (a share of the budget) is kept loaded,
 // in a per-shard LRU list, and handed out as is: its holder mutates it
@@ -67,6 +68,7 @@ type cacheShard struct {
 	table     []uint64
 	tableMem  []byte // what table is a view of
 	tableUsed int
+	live      int // bytes of the entries the table names
 
 	large map[string]*list.Element // of *cacheEntry
 	lru   list.List                // large partitions, most recent first
@@ -80,11 +82,12 @@ type cacheEntry struct {
 }
 
 // An entry in a ring is a fixed header (the bytes it occupies, the bytes
-// it uses, key length, slot), the key and the encoded partition. A new
-// version that fits is written over the old one, so an entry may occupy
-// more than it uses.
+// it uses, key length, slot, referenced flag), the key and the encoded
+// partition. A new version that fits is written over the old one, so an
+// entry may occupy more than it uses.
 const (
-	entryHeader = 14
+	entryHeader = 15
+	refAt       = 14
 	ringMin     = 1 << 10
 	tableMin    = 64 // slots
 )
@@ -161,6 +164,27 @@ func (s *cacheShard) slotAt(t uint32, off int) int {
 	}
 }
 
+// link adds a slot for the entry at off (the table has room).
+func (s *cacheShard) link(t uint32, off int) {
+	s.insertSlot(slotOf(t, off))
+	s.live += s.size(off)
+}
+
+// relink points slot i at the entry at off instead.
+func (s *cacheShard) relink(i int, off int) {
+	s.live += s.size(off) - s.size(slotOff(s.table[i]))
+	s.table[i] = slotOf(slotTag(s.table[i]), off)
+}
+
+// unlink frees slot i.
+func (s *cacheShard) unlink(i int) {
+	s.live -= s.size(slotOff(s.table[i]))
+	s.deleteSlot(i)
+}
+
+// size is the bytes the entry at off occupies.
+func (s *cacheShard) size(off int) int { return int(binary.LittleEndian.Uint32(s.ring[off:])) }
+
 // insertSlot adds a slot; the table has room.
 func (s *cacheShard) insertSlot(v uint64) {
 	mask := len(s.table) - 1
@@ -204,33 +228,16 @@ func (c *partitionCache) get(key []byte) *partition {
 		return nil
 	}
 	off := slotOff(s.table[i])
-	slot, k, body, n := s.entry(off)
+	slot, k, body, _ := s.entry(off)
 	p, err := decodeCached(slot, k, body)
 	if err != nil {
 		// Cannot happen short of memory corruption: forget it, and the
 		// store has it.
-		s.deleteSlot(i)
+		s.unlink(i)
 		return nil
 	}
-	if s.atRisk(off) {
-		// Among the next to be overwritten: move it to the head (through a
-		// copy: making room may evict it and grow the ring).
-		bp := c.scratch.Get().(*[]byte)
-		*bp = append((*bp)[:0], s.ring[off:off+n]...)
-		c.putSmall(s, tag(h), key, *bp)
-		c.scratch.Put(bp)
-	}
+	s.ring[off+refAt] = 1
 	return p
-}
-
-// atRisk says whether the entry at off is among the next quarter of the
-// ring that writes overwrite.
-func (s *cacheShard) atRisk(off int) bool {
-	d := off - s.head // before the next wrap
-	if s.tail == s.end || off < s.head {
-		d = len(s.ring) - s.head + off // after it
-	}
-	return d < len(s.ring)/4
 }
 
 // entry parses the ring entry at off.
@@ -263,7 +270,7 @@ func (c *partitionCache) put(p *partition) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i := s.lookup(tag(h), p.key); i >= 0 {
-		s.deleteSlot(i)
+		s.unlink(i)
 	}
 	if !s.closed {
 		c.putLarge(s, p)
@@ -271,33 +278,35 @@ func (c *partitionCache) put(p *partition) {
 }
 
 // putSmall writes entry e of key, whose hash has tag t: over the key's
-// entry if it fits there and is not about to be overwritten, else at the
-// ring's head.
+// entry if it fits there, else at the ring's head.
 func (c *partitionCache) putSmall(s *cacheShard, t uint32, key, e []byte) {
 	if i := s.lookup(t, key); i >= 0 {
 		off := slotOff(s.table[i])
-		if _, _, _, n := s.entry(off); len(e) <= n && !s.atRisk(off) {
+		if n := s.size(off); len(e) <= n {
 			copy(s.ring[off:], e)
 			binary.LittleEndian.PutUint32(s.ring[off:], uint32(n))
+			s.ring[off+refAt] = 1
 			return
 		}
 	}
+	// At the head an entry has a whole turn of the ring before its first
+	// pass: it is not marked referenced.
 	off, ok := c.reserve(s, len(e))
 	if ok {
 		copy(s.ring[off:], e)
+		s.ring[off+refAt] = 0
 	}
-	// The key's older entry, if any, is still live: making room evicts
-	// only entries after the head.
+	// Making room may have moved or evicted the key's older entry.
 	if i := s.lookup(t, key); i >= 0 {
 		if ok {
-			s.table[i] = slotOf(t, off)
+			s.relink(i, off)
 		} else {
-			s.deleteSlot(i)
+			s.unlink(i)
 		}
 		return
 	}
 	if ok && c.roomInTable(s) {
-		s.insertSlot(slotOf(t, off))
+		s.link(t, off)
 	}
 }
 
@@ -357,7 +366,7 @@ func (c *partitionCache) reserve(s *cacheShard, n int) (int, bool) {
 			if s.head+n <= s.tail {
 				break
 			}
-			c.evictOldest(s)
+			c.passOldest(s, n)
 			continue
 		}
 		if s.head+n <= len(s.ring) || c.grow(s, n) {
@@ -373,11 +382,38 @@ func (c *partitionCache) reserve(s *cacheShard, n int) (int, bool) {
 	return off, true
 }
 
+// passOldest deals with the entry at the ring's tail, to make room for n
+// bytes at the head: a live entry moves to the head if it was referenced
+// since its last move (and loses the mark) or if the live entries and the n
+// bytes fit in three quarters of the ring; otherwise it is evicted. The
+// room left for the head grows with every entry evicted or dead, and after
+// one pass every mark is cleared, so making room ends.
+func (c *partitionCache) passOldest(s *cacheShard, n int) {
+	off := s.tail
+	_, key, _, m := s.entry(off)
+	s.tail += m
+	t := tag(maphash.Bytes(c.seed, key))
+	if i := s.slotAt(t, off); i >= 0 {
+		if s.ring[off+refAt] == 1 || s.live+n <= len(s.ring)/4*3 {
+			// head <= off: copy moves the bytes down even if they overlap.
+			copy(s.ring[s.head:], s.ring[off:off+m])
+			s.ring[s.head+refAt] = 0
+			s.table[i] = slotOf(t, s.head)
+			s.head += m
+		} else {
+			s.unlink(i)
+		}
+	}
+	if s.tail >= s.end {
+		s.tail, s.end = 0, 0
+	}
+}
+
 // evictOldest drops the entry at the ring's tail.
 func (c *partitionCache) evictOldest(s *cacheShard) {
 	_, key, _, n := s.entry(s.tail)
 	if i := s.slotAt(tag(maphash.Bytes(c.seed, key)), s.tail); i >= 0 {
-		s.deleteSlot(i)
+		s.unlink(i)
 	}
 	s.tail += n
 	if s.tail >= s.end {
@@ -455,7 +491,7 @@ func (c *partitionCache) remove(key []byte) {
 	defer s.mu.Unlock()
 	c.dropLarge(s, key)
 	if i := s.lookup(tag(h), key); i >= 0 {
-		s.deleteSlot(i)
+		s.unlink(i)
 	}
 }
 
@@ -514,7 +550,7 @@ func (c *partitionCache) close() {
 		freeRing(s.ring)
 		freeRing(s.tableMem)
 		s.ring, s.head, s.tail, s.end = nil, 0, 0, 0
-		s.table, s.tableMem, s.tableUsed = nil, nil, 0
+		s.table, s.tableMem, s.tableUsed, s.live = nil, nil, 0, 0
 		s.lru.Init()
 		clear(s.large)
 		s.closed = true

@@ -219,3 +219,25 @@ func TestCacheReadsKeepEntries(t *testing.T) {
 		t.Fatal("cold0 survived")
 	}
 }
+
+// TestCacheKeepsWorkingSet checks that a working set well within the
+// budget stays cached whatever the order of writes: the ring moves live
+// entries ahead of its head instead of evicting them.
+func TestCacheKeepsWorkingSet(t *testing.T) {
+	c := newPartitionCache(1 << 20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	const keys = 2000 // about 200 KB of entries
+	for i := 0; i < 100000; i++ {
+		key := fmt.Sprintf("w%d", rng.IntN(keys))
+		if i < keys {
+			key = fmt.Sprintf("w%d", i)
+		}
+		c.put(cachedPartition(key, rng.IntN(60))) // sizes vary: many move
+	}
+	checkTables(t, c)
+	for i := 0; i < keys; i++ {
+		if c.get([]byte(fmt.Sprintf("w%d", i))) == nil {
+			t.Fatalf("w%d was evicted from a cache five times the working set", i)
+		}
+	}
+}
