@@ -428,7 +428,9 @@ func (s *Store) Close() error {
 	if ferr := s.db.Flush(); ferr != nil && !errors.Is(ferr, pebble.ErrReadOnly) {
 		err = errors.Join(err, ferr)
 	}
-	return errors.Join(err, s.db.Close())
+	err = errors.Join(err, s.db.Close())
+	s.events.close()
+	return err
 }
 
 // committed ends a commit counted in begun. Idle tag iterators are stale
@@ -462,16 +464,46 @@ func (s *Store) get(key []byte) ([]byte, bool, error) {
 const releaseInterval = time.Second
 
 // released follows a flush or compaction, which free memtables and block
-// buffers: at most once a releaseInterval, it hands the free memory to
-// the system.
+// buffers: it hands the free memory to the system, at once if the last
+// release is a releaseInterval old, else when it is (so the memory freed
+// by the last of a burst is returned too).
 func (st *engineEvents) released() {
-	now := time.Now().UnixNano()
-	last := st.lastRelease.Load()
-	if now-last < int64(releaseInterval) || !st.lastRelease.CompareAndSwap(last, now) {
+	st.releaseMu.Lock()
+	defer st.releaseMu.Unlock()
+	if st.closed || st.releaseDue != nil {
 		return
 	}
+	wait := releaseInterval - time.Since(st.lastRelease)
+	if wait <= 0 {
+		st.releaseNow()
+		return
+	}
+	st.releaseDue = time.AfterFunc(wait, func() {
+		st.releaseMu.Lock()
+		defer st.releaseMu.Unlock()
+		if st.releaseDue != nil && !st.closed {
+			st.releaseDue = nil
+			st.releaseNow()
+		}
+	})
+}
+
+// releaseNow releases free memory; the caller holds releaseMu.
+func (st *engineEvents) releaseNow() {
 	releaseFreeMemory()
+	st.lastRelease = time.Now()
 	st.releases.Add(1)
+}
+
+// close cancels a release due; none is made after.
+func (st *engineEvents) close() {
+	st.releaseMu.Lock()
+	defer st.releaseMu.Unlock()
+	st.closed = true
+	if st.releaseDue != nil {
+		st.releaseDue.Stop()
+		st.releaseDue = nil
+	}
 }
 
 // engineEvents follows pebble's events: it counts the times pebble held
@@ -483,7 +515,10 @@ type engineEvents struct {
 	nanos  atomic.Int64
 	since  atomic.Int64 // start of the stall in progress (UnixNano), 0 if none
 
-	lastRelease atomic.Int64 // UnixNano of the last release of free memory
+	releaseMu   sync.Mutex
+	lastRelease time.Time   // guarded by releaseMu
+	releaseDue  *time.Timer // a release waiting for the interval; guarded by releaseMu
+	closed      bool        // guarded by releaseMu
 	releases    atomic.Int64
 }
 

@@ -484,7 +484,9 @@ func TestWriteStallsCounted(t *testing.T) {
 }
 
 // TestFlushReleasesFreeMemory checks that the end of a flush hands free
-// memory back to the system, and no more often than releaseInterval.
+// memory back to the system: at once, then no more often than
+// releaseInterval, with the last of a burst released when the interval
+// ends; Close cancels a release due.
 func TestFlushReleasesFreeMemory(t *testing.T) {
 	s := openMem(t)
 	flush := func() {
@@ -498,14 +500,33 @@ func TestFlushReleasesFreeMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := s.events.releases.Load()
+	releases := func() int64 { return s.events.releases.Load() }
+	before := releases()
 	flush()
-	after := s.events.releases.Load()
-	if after <= before {
+	first := releases()
+	if first <= before {
 		t.Fatal("a flush released no memory")
 	}
 	flush()
-	if got := s.events.releases.Load(); got != after {
-		t.Fatalf("two releases within %v", releaseInterval)
+	flush()
+	if got := releases(); got != first {
+		t.Fatalf("%d releases within %v", got-before, releaseInterval)
+	}
+	deadline := time.Now().Add(releaseInterval + 5*time.Second)
+	for releases() != first+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d releases after the interval, want 1 more than %d", releases(), first)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A release due when the store closes is not made.
+	flush()
+	due := releases()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(releaseInterval + 200*time.Millisecond)
+	if got := releases(); got != due {
+		t.Fatalf("%d releases after Close", got-due)
 	}
 }
