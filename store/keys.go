@@ -40,21 +40,31 @@ func Slot(key []byte) uint16 {
 }
 
 // crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum
-// Redis Cluster uses for key slots.
+// Redis Cluster uses for key slots, a byte at a time through crc16Table.
 func crc16(b []byte) uint16 {
 	var crc uint16
 	for _, c := range b {
-		crc ^= uint16(c) << 8
-		for i := 0; i < 8; i++ {
+		crc = crc<<8 ^ crc16Table[byte(crc>>8)^c]
+	}
+	return crc
+}
+
+// crc16Table holds the CRC of each byte value shifted into the high byte;
+// it is computed once and never written after.
+var crc16Table = func() (t [256]uint16) {
+	for i := range t {
+		crc := uint16(i) << 8
+		for range 8 {
 			if crc&0x8000 != 0 {
 				crc = crc<<1 ^ 0x1021
 			} else {
 				crc <<= 1
 			}
 		}
+		t[i] = crc
 	}
-	return crc
-}
+	return t
+}()
 
 // AppendEscaped appends an order-preserving, prefix-free encoding of s:
 // 0x00 becomes 0x00 0xFF and the whole is terminated by 0x00 0x01. For any

@@ -55,6 +55,30 @@ func TestSlotMatchesRedisCluster(t *testing.T) {
 	if crc16([]byte("123456789")) != 0x31C3 {
 		t.Fatalf("crc16 check value = %#x, want 0x31c3", crc16([]byte("123456789")))
 	}
+	// The table-driven crc16 agrees with the bit-at-a-time definition:
+	// slots are part of every stored key.
+	bitwise := func(b []byte) uint16 {
+		var crc uint16
+		for _, c := range b {
+			crc ^= uint16(c) << 8
+			for i := 0; i < 8; i++ {
+				if crc&0x8000 != 0 {
+					crc = crc<<1 ^ 0x1021
+				} else {
+					crc <<= 1
+				}
+			}
+		}
+		return crc
+	}
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 10000; i++ {
+		b := make([]byte, rng.Intn(40))
+		rng.Read(b)
+		if got, want := crc16(b), bitwise(b); got != want {
+			t.Fatalf("crc16(%x) = %#x, want %#x", b, got, want)
+		}
+	}
 }
 
 func TestEscapedOrderAndPrefixFree(t *testing.T) {
