@@ -241,3 +241,19 @@ func TestCacheKeepsWorkingSet(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheTinyBudget: a budget smaller than the shards' first rings still
+// caches, within those rings.
+func TestCacheTinyBudget(t *testing.T) {
+	c := newPartitionCache(1)
+	for i := 0; i < 5000; i++ {
+		c.put(cachedPartition(fmt.Sprintf("t%d", i), 20))
+	}
+	checkTables(t, c)
+	if p := c.get([]byte("t4999")); p == nil || string(p.key) != "t4999" {
+		t.Fatal("the newest partition is not cached")
+	}
+	if b, _ := c.usage(); b > cacheShards*(ringMin+8*tableMin) {
+		t.Fatalf("the cache holds %d bytes", b)
+	}
+}
