@@ -24,7 +24,7 @@ const cacheShards = 256
 // per shard, found through an open-addressing table from the key's hash to
 // the entry's offset. Both live outside the Go heap (see allocRing): a
 // cache of a million partitions costs the garbage collector nothing, and
-// an entry costs its encoded size (about 100 bytes for a counter) and a
+// an entry costs its encoded size (about 120 bytes for a counter) and a
 // table slot or two, instead of the dozen objects of a loaded partition. A
 // hit decodes a fresh partition, which the caller owns; a write puts the
 // new version over the old if it fits, else at the ring's head. When the
@@ -103,7 +103,8 @@ func newPartitionCache(limit int64) *partitionCache {
 	c := &partitionCache{seed: maphash.MakeSeed(), limit: limit}
 	// The rings take at most four fifths of the budget: the rest is for
 	// their tables.
-	c.ringMax = int(max(limit*4/5/cacheShards, ringMin))
+	// Offsets in a table slot are 32 bits.
+	c.ringMax = int(min(max(limit*4/5/cacheShards, ringMin), 1<<30))
 	c.largeMin = c.ringMax / 4
 	c.scratch.New = func() any {
 		b := make([]byte, 0, 256)
