@@ -321,7 +321,7 @@ func (c *partitionCache) roomInTable(s *cacheShard) bool {
 		if s.tail == s.end {
 			return false
 		}
-		c.evictOldest(s)
+		c.passOldest(s, 0, false)
 	}
 	return true
 }
@@ -367,7 +367,7 @@ func (c *partitionCache) reserve(s *cacheShard, n int) (int, bool) {
 			if s.head+n <= s.tail {
 				break
 			}
-			c.passOldest(s, n)
+			c.passOldest(s, n, true)
 			continue
 		}
 		if s.head+n <= len(s.ring) || c.grow(s, n) {
@@ -384,18 +384,18 @@ func (c *partitionCache) reserve(s *cacheShard, n int) (int, bool) {
 }
 
 // passOldest deals with the entry at the ring's tail, to make room for n
-// bytes at the head: a live entry moves to the head if it was referenced
-// since its last move (and loses the mark) or if the live entries and the n
-// bytes fit in three quarters of the ring; otherwise it is evicted. The
-// room left for the head grows with every entry evicted or dead, and after
-// one pass every mark is cleared, so making room ends.
-func (c *partitionCache) passOldest(s *cacheShard, n int) {
+// bytes at the head. With mayMove, a live entry moves to the head if it
+// was referenced since its last move (and loses the mark) or if the live
+// entries and the n bytes fit in three quarters of the ring; otherwise it
+// is evicted. The room left for the head grows with every entry evicted or
+// dead, and after one pass every mark is cleared, so making room ends.
+func (c *partitionCache) passOldest(s *cacheShard, n int, mayMove bool) {
 	off := s.tail
 	_, key, _, m := s.entry(off)
 	s.tail += m
 	t := tag(maphash.Bytes(c.seed, key))
 	if i := s.slotAt(t, off); i >= 0 {
-		if s.ring[off+refAt] == 1 || s.live+n <= len(s.ring)/4*3 {
+		if mayMove && (s.ring[off+refAt] == 1 || s.live+n <= len(s.ring)/4*3) {
 			// head <= off: copy moves the bytes down even if they overlap.
 			copy(s.ring[s.head:], s.ring[off:off+m])
 			s.ring[s.head+refAt] = 0
@@ -405,18 +405,6 @@ func (c *partitionCache) passOldest(s *cacheShard, n int) {
 			s.unlink(i)
 		}
 	}
-	if s.tail >= s.end {
-		s.tail, s.end = 0, 0
-	}
-}
-
-// evictOldest drops the entry at the ring's tail.
-func (c *partitionCache) evictOldest(s *cacheShard) {
-	_, key, _, n := s.entry(s.tail)
-	if i := s.slotAt(tag(maphash.Bytes(c.seed, key)), s.tail); i >= 0 {
-		s.unlink(i)
-	}
-	s.tail += n
 	if s.tail >= s.end {
 		s.tail, s.end = 0, 0
 	}
