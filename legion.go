@@ -310,9 +310,14 @@ func (db *DB) Close() error {
 	return errors.Join(err, db.store.Close())
 }
 
+// stripe returns the index of key's lock stripe.
+func (db *DB) stripe(key []byte) uint32 {
+	return uint32(maphash.Bytes(db.seed, key) % lockStripes)
+}
+
 // lockKey locks the stripe of key and returns its unlock.
 func (db *DB) lockKey(key []byte) *sync.Mutex {
-	mu := &db.locks[maphash.Bytes(db.seed, key)%lockStripes]
+	mu := &db.locks[db.stripe(key)]
 	mu.Lock()
 	return mu
 }

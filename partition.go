@@ -210,78 +210,231 @@ func (db *DB) Apply(ctx context.Context, key, ev []byte, mode Mode) (Output, err
 // last: the write-ahead log is ordered, so the last write's sync covers the
 // earlier ones, and no reply is sent before.
 func (db *DB) ApplyDeferred(ctx context.Context, key, ev []byte, mode Mode) (out Output, wait func() error, err error) {
+	var res [1]Result
+	wait = db.ApplyBatch(ctx, []Write{{Key: key, Event: ev, Mode: mode}}, res[:])
+	if res[0].Err != nil {
+		// The event may be stored with an error as its final output: wait
+		// for it all the same before answering.
+		wait()
+		return nil, nil, res[0].Err
+	}
+	return res[0].Out, wait, nil
+}
+
+// Write is one event of ApplyBatch.
+type Write struct {
+	Key, Event []byte
+	Mode       Mode
+}
+
+// Result is the outcome of one Write: its output, or why it failed.
+type Result struct {
+	Out Output
+	Err error
+}
+
+// ApplyBatch applies writes in order, each as Apply would, and commits
+// them together: one commit and one wait for durability for the whole
+// batch, which is what a pipeline of writes should cost. The outcome of
+// writes[i] goes to results[i]; results must be as long as writes. A write
+// refused by the handler changes nothing and does not affect the others; a
+// later write on the same key sees the state an earlier one left. The keys
+// of the batch stay locked until it is committed, so other writers see all
+// of it or none of it; if the commit fails, every write fails with its
+// error and nothing is stored.
+//
+// wait must be called exactly once, before any result is reported: it
+// blocks until the stored writes are as durable as the fsync mode promises
+// and returns an error if they could not be made durable, in which case no
+// write may be reported as done.
+func (db *DB) ApplyBatch(ctx context.Context, writes []Write, results []Result) (wait func() error) {
+	if len(results) != len(writes) {
+		panic("legion: ApplyBatch needs one result per write")
+	}
+	fail := func(err error) func() error {
+		for i := range results {
+			results[i] = Result{Err: err}
+		}
+		return func() error { return nil }
+	}
 	if err := db.enter(); err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
-	entered := true
-	defer func() {
-		if entered {
-			db.leave()
-		}
-	}()
-	out, b, err := db.apply(ctx, key, ev, mode)
+	b, stored, err := db.applyBatch(ctx, writes, results)
 	if err != nil {
-		if b != nil {
-			// Stored, but its final output is an error: wait for it all
-			// the same before answering.
-			werr := b.Wait()
-			b.Close()
-			if werr == nil {
-				db.stats.applied.Add(1)
-			}
-		}
-		return nil, nil, err
+		db.leave()
+		return fail(err)
 	}
-	entered = false
-	return out, func() error {
+	if b == nil {
+		db.leave()
+		return func() error { return nil }
+	}
+	return func() error {
 		defer db.leave()
 		defer b.Close()
 		if err := b.Wait(); err != nil {
 			return err
 		}
-		db.stats.applied.Add(1)
+		db.stats.applied.Add(stored)
 		return nil
-	}, nil
+	}
 }
 
-// apply does the work of ApplyDeferred and returns the applied batch, which
-// the caller must Wait for and Close.
-func (db *DB) apply(ctx context.Context, key, ev []byte, mode Mode) (Output, *store.Batch, error) {
-	if err := checkKey(key); err != nil {
-		return nil, nil, err
+// batchPartition is a partition written by a batch of writes.
+type batchPartition struct {
+	p     *partition
+	dirty bool  // an event of the batch changed it
+	fatal error // set when p had to be discarded: later writes fail with it
+}
+
+// lockWrites locks the stripes of every key in writes, each once and in
+// increasing order (so two batches cannot deadlock), and returns the
+// unlock.
+func (db *DB) lockWrites(writes []Write) func() {
+	if len(writes) == 1 {
+		mu := db.lockKey(writes[0].Key)
+		return mu.Unlock
 	}
+	var buf [32]uint32
+	stripes := buf[:0]
+	for _, w := range writes {
+		stripes = append(stripes, db.stripe(w.Key))
+	}
+	slices.Sort(stripes)
+	stripes = slices.Compact(stripes)
+	for _, s := range stripes {
+		db.locks[s].Lock()
+	}
+	return func() {
+		for _, s := range stripes {
+			db.locks[s].Unlock()
+		}
+	}
+}
+
+// applyBatch does the work of ApplyBatch: it runs the writes into one
+// batch and applies it. It returns the applied batch, which the caller
+// must Wait for and Close (nil if no write stored anything), and how many
+// events it stores. An error fails every write.
+func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) (*store.Batch, int64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
 	// Hold the handler versions in use until the batch that references the
 	// active one is applied, so FlushHandlers cannot drop it meanwhile.
 	db.handlers.inUse.RLock()
-	inUse := true
-	defer func() {
-		if inUse {
-			db.handlers.inUse.RUnlock()
-		}
-	}()
+	defer db.handlers.inUse.RUnlock()
 	active, err := db.activeHandler()
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
-	slot := store.Slot(key)
-	mu := db.lockKey(key)
-	locked := true
-	defer func() {
-		if locked {
-			mu.Unlock()
+	unlock := db.lockWrites(writes)
+	defer unlock()
+
+	// The partitions of the batch, in order of first use; a map finds them
+	// in long batches.
+	var (
+		partsBuf [1]*batchPartition
+		parts    = partsBuf[:0]
+		byKey    map[string]*batchPartition
+	)
+	if len(writes) > 8 {
+		byKey = make(map[string]*batchPartition, len(writes))
+	}
+	find := func(key []byte) (*batchPartition, error) {
+		if byKey != nil {
+			if bp := byKey[string(key)]; bp != nil {
+				return bp, nil
+			}
+		} else {
+			for _, bp := range parts {
+				if bytes.Equal(bp.p.key, key) {
+					return bp, nil
+				}
+			}
 		}
-	}()
-	p, err := db.load(slot, key)
-	if err != nil {
-		return nil, nil, err
+		p, err := db.load(store.Slot(key), key)
+		if err != nil {
+			return nil, err
+		}
+		bp := &batchPartition{p: p}
+		parts = append(parts, bp)
+		if byKey != nil {
+			byKey[string(p.key)] = bp
+		}
+		return bp, nil
 	}
 
+	b := db.store.NewBatch()
+	applied := false
+	defer func() {
+		if !applied {
+			b.Close()
+		}
+	}()
+	var stored int64
+	for i, w := range writes {
+		results[i] = Result{}
+		if err := checkKey(w.Key); err != nil {
+			results[i].Err = err
+			continue
+		}
+		bp, err := find(w.Key)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		if bp.fatal != nil {
+			results[i].Err = bp.fatal
+			continue
+		}
+		out, ok, fatal, err := db.applyEvent(b, active, bp.p, w)
+		if fatal {
+			bp.fatal = err
+		}
+		if ok {
+			stored++
+			bp.dirty = true
+		}
+		results[i] = Result{Out: out, Err: err}
+	}
+	if stored == 0 {
+		for _, bp := range parts {
+			if bp.fatal != nil {
+				db.cache.remove(bp.p.key)
+			}
+		}
+		return nil, 0, nil
+	}
+	if err := b.Apply(); err != nil {
+		// The partitions in memory are ahead of the store now: drop them.
+		for _, bp := range parts {
+			db.cache.remove(bp.p.key)
+		}
+		return nil, 0, err
+	}
+	applied = true
+	for _, bp := range parts {
+		switch {
+		case bp.fatal != nil:
+			db.cache.remove(bp.p.key)
+		case bp.dirty:
+			db.cache.put(bp.p)
+		}
+	}
+	return b, stored, nil
+}
+
+// applyEvent runs the active handler on p with w's event and writes into
+// b what it changes; p then matches the store as it will be once b is
+// applied. stored reports an event written to b, whose output may still
+// be an error (err). fatal reports a failure after which p must be
+// discarded.
+func (db *DB) applyEvent(b *store.Batch, active *handler, p *partition, w Write) (out Output, stored, fatal bool, err error) {
+	key, ev := w.Key, w.Event
 	payload := event{sha: active.sha, time: db.cfg.Now().UnixMilli(), data: ev}.appendBinary(nil)
 	newID := p.ps.NextID(db.self)
-	replay, fatal := db.replayApply(key)
+	replay, fatalErr := db.replayApply(key)
 	var (
 		accepted bool
 		newTags  = p.tags
@@ -314,59 +467,40 @@ func (db *DB) apply(ctx context.Context, key, ev []byte, mode Mode) (Output, *st
 	// A copy: Pending shares the power state's slice, which the operation
 	// may rearrange in place.
 	before := slices.Clone(p.ps.Pending())
-	id, out, folded, err := p.ps.Event(db.self, payload, apply)
-	if *fatal != nil {
-		db.cache.remove(key)
-		return nil, nil, *fatal
+	id, o, folded, err := p.ps.Event(db.self, payload, apply)
+	if *fatalErr != nil {
+		return nil, false, true, *fatalErr
 	}
 	if err != nil {
 		var se *scripting.Error
 		if errors.As(err, &se) {
 			db.stats.scriptErrors.Add(1)
 		}
-		return nil, nil, err
+		return nil, false, false, err
 	}
 
-	b := db.store.NewBatch()
-	applied := false
-	defer func() {
-		if !applied {
-			b.Close()
-		}
-	}()
 	db.persist(b, p, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
 	if !index.Equal(p.tags.Tags, newTags.Tags) || p.tags.SHA != newTags.SHA || !p.exists {
 		// The tags record sorts right after the snapshot persist may have
 		// written: when the memtable holds no older version of that
 		// snapshot, pebble inserts it next to it without a search.
-		b.PutTags(slot, key, newTags.AppendBinary(nil))
+		b.PutTags(p.slot, key, newTags.AppendBinary(nil))
 		index.Update(b, key, p.tags.Tags, newTags.Tags)
 	}
 	if !p.exists {
 		b.AddPartitions(1)
 	}
-	if err := b.Apply(); err != nil {
-		// The power state in memory is ahead of the store now: drop it.
-		db.cache.remove(key)
-		return nil, nil, err
-	}
-	applied = true
 	p.tags = newTags
 	p.exists = true
-	db.cache.put(p)
-	mu.Unlock()
-	locked = false
-	db.handlers.inUse.RUnlock()
-	inUse = false
 
-	if mode == Consistent {
+	if w.Mode == Consistent {
 		for _, f := range folded {
 			if f.ID == id {
-				return Output(f.Output), b, f.Err
+				return Output(f.Output), true, false, f.Err
 			}
 		}
 	}
-	return Output(out), b, nil
+	return Output(o), true, false, nil
 }
 
 // persist writes into b what makes the stored partition match p.ps after

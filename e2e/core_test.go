@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -409,6 +410,60 @@ func TestPipelinedSearchSeesEarlierWrites(t *testing.T) {
 		if got := keys(cmd); got != want[i] {
 			t.Errorf("search %d of the pipeline = %q, want %q", i, got, want[i])
 		}
+	}
+}
+
+// TestPipelinedWritesBatched: the writes of a pipeline are applied as
+// batches of consecutive LEGION.APPLY commands; every command still gets
+// its own reply, in order: a later write sees the earlier ones, a refused
+// or malformed write answers its error alone, and a read between writes
+// sees exactly the writes before it.
+func TestPipelinedWritesBatched(t *testing.T) {
+	s := startServer(t, "")
+	c := s.client(t)
+	loadScript(t, c, counterLua(t))
+	conn := c.Conn() // one connection: the count below is its commands
+	defer conn.Close()
+	processed := func() int64 {
+		info, err := conn.Info(ctx(t), "stats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(info, "total_commands_processed:")
+		n, _ := strconv.ParseInt(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 10, 64)
+		return n
+	}
+	before := processed()
+	pipe := conn.Pipeline()
+	cmds := []*redis.Cmd{
+		pipe.Do(ctx(t), "LEGION.APPLY", "k", "incr"),
+		pipe.Do(ctx(t), "LEGION.APPLY", "k", "incr"),
+		pipe.Do(ctx(t), "LEGION.APPLY", "k", "incr", "SOON"),
+		pipe.Do(ctx(t), "LEGION.APPLY", "k", "bogus"),
+		pipe.Do(ctx(t), "LEGION.APPLY", "k", "incr", "FAST"),
+		pipe.Do(ctx(t), "LEGION.GET", "k"),
+		pipe.Do(ctx(t), "LEGION.APPLY", "k", "incr"),
+		pipe.Do(ctx(t), "LEGION.APPLY", "other", "incr"),
+		pipe.Do(ctx(t), "LEGION.APPLY"),
+		pipe.Do(ctx(t), "LEGION.APPLY", "k", "incr"),
+	}
+	pipe.Exec(ctx(t))
+	want := []string{"1", "2", "ERR syntax error", "unknown event", "3", `{"count":3}`, "4", "1",
+		"ERR wrong number of arguments for 'legion.apply' command", "5"}
+	for i, cmd := range cmds {
+		got := fmt.Sprint(cmd.Val())
+		if cmd.Err() != nil {
+			got = cmd.Err().Error()
+		}
+		if !strings.Contains(got, want[i]) {
+			t.Errorf("reply %d = %q, want %q", i, got, want[i])
+		}
+	}
+	if n := processed() - before; n != int64(len(cmds))+1 {
+		t.Errorf("the server counted %d commands, want the pipeline's %d and INFO", n, len(cmds))
+	}
+	if v, err := c.Do(ctx(t), "LEGION.QUERY", "k", "").Int64(); err != nil || v != 5 {
+		t.Fatalf("stored count = %v (%v), want 5", v, err)
 	}
 }
 

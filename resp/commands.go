@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -192,36 +193,84 @@ func (s *Server) replyError(w *writer, err error) {
 }
 
 func cmdApply(s *Server, c *client, args [][]byte, w *writer) {
+	if len(c.ahead) > 0 {
+		// Applied with an earlier write of this pipeline.
+		r := c.ahead[0]
+		c.ahead[0] = legion.Result{}
+		c.ahead = c.ahead[1:]
+		s.writeResult(w, r)
+		return
+	}
+	mode, ok := applyMode(args[3:])
+	if !ok {
+		w.syntaxError()
+		return
+	}
+	next := c.conn.PeekPipeline()
+	if len(next) == 0 {
+		out, err := s.db.Apply(context.Background(), args[1], args[2], mode)
+		if err != nil {
+			s.replyError(w, err)
+			return
+		}
+		s.writeOutput(w, out)
+		return
+	}
+	// More commands follow in this pipeline: apply this write and the
+	// writes right after it as one batch, and wait for durability once,
+	// before the pipeline's replies are sent. The replies of the later
+	// writes wait in c.ahead for their commands' turn.
+	writes := append(c.writes[:0], legion.Write{Key: args[1], Event: args[2], Mode: mode})
+	for _, cmd := range next {
+		if c.held+len(writes) >= maxDeferred || !s.isApply(cmd.Args) {
+			break
+		}
+		m, ok := applyMode(cmd.Args[3:])
+		if !ok {
+			break
+		}
+		writes = append(writes, legion.Write{Key: cmd.Args[1], Event: cmd.Args[2], Mode: m})
+	}
+	results := slices.Grow(c.results[:0], len(writes))[:len(writes)]
+	wait := s.db.ApplyBatch(context.Background(), writes, results)
+	c.pending = append(c.pending, wait)
+	c.held += len(writes)
+	clear(writes) // the arguments belong to the read buffer
+	c.writes = writes[:0]
+	c.results = results
+	c.ahead = results[1:]
+	s.writeResult(w, results[0])
+	results[0] = legion.Result{}
+}
+
+// applyMode parses LEGION.APPLY's options.
+func applyMode(opts [][]byte) (legion.Mode, bool) {
 	mode := legion.Consistent
-	for _, opt := range args[3:] {
+	for _, opt := range opts {
 		switch strings.ToUpper(string(opt)) {
 		case "FAST":
 			mode = legion.Fast
 		case "CONSISTENT":
 			mode = legion.Consistent
 		default:
-			w.syntaxError()
-			return
+			return 0, false
 		}
 	}
-	if len(c.conn.PeekPipeline()) > 0 {
-		// More commands follow in this pipeline: apply now and wait for
-		// durability once, before the pipeline's replies are sent.
-		out, wait, err := s.db.ApplyDeferred(context.Background(), args[1], args[2], mode)
-		if err != nil {
-			s.replyError(w, err)
-			return
-		}
-		c.pending = append(c.pending, wait)
-		s.writeOutput(w, out)
+	return mode, true
+}
+
+// isApply reports whether args is a LEGION.APPLY that dispatch would run.
+func (s *Server) isApply(args [][]byte) bool {
+	return len(args) >= 3 && lookup(s.commands, args[0]) == s.applyCmd
+}
+
+// writeResult writes one write's output or error.
+func (s *Server) writeResult(w *writer, r legion.Result) {
+	if r.Err != nil {
+		s.replyError(w, r.Err)
 		return
 	}
-	out, err := s.db.Apply(context.Background(), args[1], args[2], mode)
-	if err != nil {
-		s.replyError(w, err)
-		return
-	}
-	s.writeOutput(w, out)
+	s.writeOutput(w, r.Out)
 }
 
 // writeOutput converts a handler output by Redis's Lua rules.

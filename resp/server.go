@@ -74,6 +74,7 @@ type Server struct {
 	cfg      Config
 	logger   *slog.Logger
 	commands map[string]*command // by lower-case name; built per server
+	applyCmd *command            // LEGION.APPLY, which pipelines batch
 	started  time.Time
 	runID    string
 
@@ -154,6 +155,7 @@ func New(db *legion.DB, cfg Config) *Server {
 	s.protectedMode.Store(cfg.ProtectedMode)
 	s.slowlog.set(cfg.SlowlogThreshold, cfg.SlowlogMaxLen)
 	s.commands = buildCommands()
+	s.applyCmd = s.commands["legion.apply"]
 	return s
 }
 
@@ -169,6 +171,14 @@ type client struct {
 	// pending holds the durability waits of writes whose replies are
 	// buffered but not yet sent (owned by the connection's goroutine).
 	pending []func() error
+	held    int // writes applied but not yet durable and answered
+	// ahead holds the results of writes of the pipeline applied with an
+	// earlier one, to answer when their commands' turn comes; writes and
+	// results are buffers for ApplyBatch (owned by the connection's
+	// goroutine).
+	ahead   []legion.Result
+	writes  []legion.Write
+	results []legion.Result
 	unsent  int // bytes of replies buffered in this pipeline
 	// view answers the searches of a pipeline from one iterator; it is
 	// open from a pipelined search until the first command that is not a
@@ -263,6 +273,7 @@ func (c *client) syncPending() error {
 		c.pending[i] = nil
 	}
 	c.pending = c.pending[:0]
+	c.held = 0
 	return first
 }
 
@@ -294,6 +305,8 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 	s.clientsMu.Lock()
 	delete(s.clients, c.id)
 	s.clientsMu.Unlock()
+	// Writes of an unanswered pipeline still hold the database open.
+	c.syncPending()
 	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errGuardClosed) {
 		s.logger.Debug("connection closed", "client", c.id, "addr", c.addr, "err", err)
 	}
@@ -316,7 +329,7 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 		}
 	}()
 	s.gate.RLock()
-	if s.closing.Load() {
+	if s.closing.Load() && len(c.ahead) == 0 {
 		s.gate.RUnlock()
 		w.errorLine("ERR server is shutting down")
 		conn.WriteRaw(w.b)
@@ -333,7 +346,7 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	// A long pipeline is answered in parts of maxDeferred writes, so the
 	// writes held open (and the replies held back) stay bounded.
 	more := len(conn.PeekPipeline()) > 0
-	if len(c.pending) > 0 && (w.closeAfter || s.closing.Load() || !more || len(c.pending) >= maxDeferred) {
+	if len(c.pending) > 0 && len(c.ahead) == 0 && (w.closeAfter || s.closing.Load() || !more || c.held >= maxDeferred) {
 		if err := c.syncPending(); err != nil {
 			s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
 			if nc := conn.NetConn(); nc != nil {
