@@ -57,6 +57,10 @@ type Config struct {
 	Logger *slog.Logger
 	// ConfigFile is the file the settings were read from, if any.
 	ConfigFile string
+	// HeapFloor is the Go heap size below which the garbage collector
+	// does not run (0 leaves it to GOGC alone). Run applies it: it is a
+	// setting of the whole process.
+	HeapFloor int64
 }
 
 // DefaultConfig returns the configuration of a plain `legion-server`.
@@ -77,6 +81,7 @@ func DefaultConfig() Config {
 		SlowlogMaxLen:    128,
 		LogLevel:         slog.LevelInfo,
 		LogFormat:        "text",
+		HeapFloor:        32 << 20,
 	}
 }
 
@@ -299,6 +304,8 @@ func Run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	stopFloor := startHeapFloor(uint64(cfg.HeapFloor), time.Second)
+	defer stopFloor()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return s.Wait(ctx)
