@@ -455,15 +455,17 @@ func goMemory() (heap, total uint64) {
 	samples := []metrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
 	}
 	metrics.Read(samples)
-	if samples[0].Value.Kind() == metrics.KindUint64 {
-		heap = samples[0].Value.Uint64()
+	var v [3]uint64
+	for i, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
 	}
-	if samples[1].Value.Kind() == metrics.KindUint64 {
-		total = samples[1].Value.Uint64()
-	}
-	return heap, total
+	// Released memory is mapped but returned to the system.
+	return v[0], v[1] - min(v[2], v[1])
 }
 
 // processRSS reads the resident set size from /proc (0 where unavailable).

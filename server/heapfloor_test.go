@@ -60,3 +60,35 @@ func TestHeapFloorDefersCollection(t *testing.T) {
 		t.Errorf("GOGC with floor 0 = %d, want %d", got, base)
 	}
 }
+
+// TestHeapFloorReleasesWhenIdle: the garbage the floor let accumulate is
+// collected and returned to the system once allocation stops.
+func TestHeapFloorReleasesWhenIdle(t *testing.T) {
+	base := debug.SetGCPercent(100)
+	debug.SetGCPercent(base)
+	if base < 0 {
+		t.Skip("GOGC=off")
+	}
+	runtime.GC()
+	stop := startHeapFloor(512<<20, 20*time.Millisecond)
+	defer stop()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 400 { // 400 MiB, faster than the idle rate
+		sink = make([]byte, 1<<20)
+	}
+	sink = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var now runtime.MemStats
+		runtime.ReadMemStats(&now)
+		if now.NumForcedGC > before.NumForcedGC && now.HeapSys-now.HeapReleased < 64<<20 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not released after going idle: %d forced collections, %d MiB of heap held",
+				now.NumForcedGC-before.NumForcedGC, (now.HeapSys-now.HeapReleased)>>20)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
