@@ -17,6 +17,14 @@ type Batch struct {
 	key     []byte // scratch for key building; pebble copies keys on Set
 	applied bool
 	waited  bool
+	// counters sums the AddCounter calls of the batch by name; each becomes
+	// one merge operand when the batch is applied.
+	counters []counterDelta
+}
+
+type counterDelta struct {
+	name string
+	n    int64
 }
 
 // NewBatch returns an empty batch.
@@ -25,9 +33,17 @@ func (s *Store) NewBatch() *Batch {
 }
 
 // Empty reports whether the batch holds no writes.
-func (b *Batch) Empty() bool { return b.b.Empty() }
+func (b *Batch) Empty() bool {
+	for _, c := range b.counters {
+		if c.n != 0 {
+			return false
+		}
+	}
+	return b.b.Empty()
+}
 
-// Len returns the encoded size of the batch in bytes.
+// Len returns the encoded size of the batch's records in bytes (counter
+// adjustments, a few bytes each, are added when it is applied).
 func (b *Batch) Len() int { return b.b.Len() }
 
 func (b *Batch) set(key, value []byte) {
@@ -108,11 +124,30 @@ func (b *Batch) DeleteTag(tag, key []byte) {
 func (b *Batch) AddPartitions(n int64) { b.AddCounter(metaPartitions, n) }
 
 // AddCounter adjusts the persistent counter name by n. Counters are
-// merged by pebble, so concurrent batches never read-modify-write them.
+// merged by pebble, so concurrent batches never read-modify-write them;
+// the adjustments of one batch are summed first, so a batch of many new
+// partitions adds one operand, not one each.
 func (b *Batch) AddCounter(name string, n int64) {
-	if err := b.b.Merge(metaKey(name), binary.BigEndian.AppendUint64(nil, uint64(n)), nil); err != nil {
-		panic(err)
+	for i := range b.counters {
+		if b.counters[i].name == name {
+			b.counters[i].n += n
+			return
+		}
 	}
+	b.counters = append(b.counters, counterDelta{name, n})
+}
+
+// mergeCounters writes the batch's summed counter adjustments.
+func (b *Batch) mergeCounters() {
+	for _, c := range b.counters {
+		if c.n == 0 {
+			continue
+		}
+		if err := b.b.Merge(metaKey(c.name), binary.BigEndian.AppendUint64(nil, uint64(c.n)), nil); err != nil {
+			panic(err)
+		}
+	}
+	b.counters = b.counters[:0]
 }
 
 // CommitNoSync applies the batch without waiting for stable storage, for
@@ -125,6 +160,7 @@ func (b *Batch) CommitNoSync() error {
 		return errors.New("store: batch applied twice")
 	}
 	b.applied, b.waited = true, true
+	b.mergeCounters()
 	b.s.dirty.Store(true)
 	b.s.begun.Add(1)
 	err := b.s.db.Apply(b.b, pebble.NoSync)
@@ -157,6 +193,7 @@ func (b *Batch) Apply() error {
 		return errors.New("store: batch applied twice")
 	}
 	b.applied = true
+	b.mergeCounters()
 	var err error
 	b.s.begun.Add(1)
 	defer b.s.committed()

@@ -30,14 +30,18 @@ type PartitionRecords struct {
 // point lookup answers through the bloom filters without an iterator.
 func (s *Store) ReadPartition(slot uint16, key []byte) (recs PartitionRecords, ok bool, err error) {
 	lower := AppendPartitionPrefix(nil, slot, key)
-	if _, found, err := s.get(append(lower, subSnapshot)); err != nil || !found {
-		return recs, false, err
-	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	// Every stored partition has a snapshot record: look it up first, so
+	// that for a new key the bloom filters answer at every level, the
+	// lowest too (which pebble's Get skips), without reading data blocks.
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower), UseL6Filters: true})
 	if err != nil {
 		return recs, false, err
 	}
 	defer it.Close()
+	snapshot := append(lower[:len(lower):len(lower)], subSnapshot)
+	if !it.SeekPrefixGE(snapshot) || !bytes.Equal(it.Key(), snapshot) {
+		return recs, false, it.Error()
+	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()[len(lower):]
 		if len(k) == 0 {

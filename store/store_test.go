@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -552,5 +553,87 @@ func TestFlushReleasesFreeMemory(t *testing.T) {
 	time.Sleep(releaseInterval + 200*time.Millisecond)
 	if got := releases(); got != due {
 		t.Fatalf("%d releases after Close", got-due)
+	}
+}
+
+// TestBatchCountersSummed: a batch's counter adjustments are summed into
+// one operand per counter; adjustments that cancel leave the batch empty
+// and the counter as it was.
+func TestBatchCountersSummed(t *testing.T) {
+	s := openMem(t)
+	b := s.NewBatch()
+	for i := 0; i < 1000; i++ {
+		b.AddPartitions(1)
+		b.AddCounter("refs/x", 1)
+	}
+	b.AddCounter("refs/x", -400)
+	before := b.Len()
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if n, err := s.PartitionCount(); err != nil || n != 1000 {
+		t.Fatalf("partitions = %d (%v), want 1000", n, err)
+	}
+	if n, err := s.Counter("refs/x"); err != nil || n != 600 {
+		t.Fatalf("refs/x = %d (%v), want 600", n, err)
+	}
+	if before != 12 { // a pebble batch header, nothing else
+		t.Errorf("records before apply: %d bytes, want only the header", before)
+	}
+	b = s.NewBatch()
+	defer b.Close()
+	b.AddPartitions(3)
+	if b.Empty() {
+		t.Fatal("a batch with a counter adjustment is empty")
+	}
+	b.AddPartitions(-3)
+	if !b.Empty() {
+		t.Fatal("adjustments that cancel leave a write")
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.PartitionCount(); n != 1000 {
+		t.Fatalf("partitions = %d, want 1000", n)
+	}
+}
+
+// TestMissingPartitionAnsweredByFilters: looking up a partition that does
+// not exist consults the bloom filters of the lowest level too, where
+// pebble's Get would read index and data blocks; an existing one is still
+// found there.
+func TestMissingPartitionAnsweredByFilters(t *testing.T) {
+	s := openMem(t)
+	b := s.NewBatch()
+	for i := 0; i < 2000; i++ {
+		key := fmt.Appendf(nil, "p:%d", i)
+		b.PutSnapshot(Slot(key), key, []byte("state"))
+		b.PutTags(Slot(key), key, []byte("tags"))
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if err := s.Pebble().Compact(context.Background(), []byte{0}, []byte{0xff, 0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Pebble().Metrics().Levels[6].TablesCount; n == 0 {
+		t.Fatal("nothing in the lowest level after a full compaction")
+	}
+	hits := s.Pebble().Metrics().Filter.Hits
+	for i := 0; i < 100; i++ {
+		key := fmt.Appendf(nil, "new:%d", i)
+		if _, ok, err := s.ReadPartition(Slot(key), key); ok || err != nil {
+			t.Fatalf("ReadPartition(%s) = %v, %v", key, ok, err)
+		}
+	}
+	if got := s.Pebble().Metrics().Filter.Hits - hits; got < 90 {
+		t.Errorf("%d of 100 missing partitions were answered by a filter", got)
+	}
+	key := []byte("p:1234")
+	recs, ok, err := s.ReadPartition(Slot(key), key)
+	if err != nil || !ok || string(recs.Snapshot) != "state" || string(recs.Tags) != "tags" {
+		t.Errorf("ReadPartition(p:1234) = %q %q %v %v", recs.Snapshot, recs.Tags, ok, err)
 	}
 }
