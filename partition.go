@@ -260,15 +260,22 @@ func (db *DB) ApplyBatch(ctx context.Context, writes []Write, results []Result) 
 	if err := db.enter(); err != nil {
 		return fail(err)
 	}
+	// Until wait owns the in-flight registration, leave it on every way
+	// out, a panic included, so Close is never kept waiting for it.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			db.leave()
+		}
+	}()
 	b, stored, err := db.applyBatch(ctx, writes, results)
 	if err != nil {
-		db.leave()
 		return fail(err)
 	}
 	if b == nil {
-		db.leave()
 		return func() error { return nil }
 	}
+	handedOff = true
 	return func() error {
 		defer db.leave()
 		defer b.Close()
