@@ -48,7 +48,10 @@ type partitionCache struct {
 	largeMin int          // encoded partitions at least this large are kept loaded
 	bytes    atomic.Int64 // rings, tables and large partitions
 	scratch  sync.Pool    // of *[]byte, to encode into
-	shards   [cacheShards]cacheShard
+	// known holds this node's id, which decoded partitions share rather
+	// than allocate (set once, before any use).
+	known  []crdt.NodeID
+	shards [cacheShards]cacheShard
 }
 
 type cacheShard struct {
@@ -230,7 +233,7 @@ func (c *partitionCache) get(key []byte) *partition {
 	}
 	off := slotOff(s.table[i])
 	slot, k, body, _ := s.entry(off)
-	p, err := decodeCached(slot, k, body)
+	p, err := decodeCached(slot, k, body, c.known)
 	if err != nil {
 		// Cannot happen short of memory corruption: forget it, and the
 		// store has it.
@@ -519,7 +522,7 @@ func (c *partitionCache) eachLogged(fn func(p *partition)) {
 			if len(body) == 0 || body[0]&cachedLog == 0 {
 				continue
 			}
-			if p, err := decodeCached(slot, key, body); err == nil {
+			if p, err := decodeCached(slot, key, body, c.known); err == nil {
 				logged = append(logged, p)
 			}
 		}
@@ -628,7 +631,7 @@ var errCachedEntry = errors.New("corrupt cache entry")
 
 // decodeCached decodes what appendCached encoded after the key. Everything
 // it returns is a copy: the ring may be overwritten afterwards.
-func decodeCached(slot uint16, key, b []byte) (*partition, error) {
+func decodeCached(slot uint16, key, b []byte, known []crdt.NodeID) (*partition, error) {
 	if len(b) < 1 {
 		return nil, errCachedEntry
 	}
@@ -645,7 +648,7 @@ func decodeCached(slot uint16, key, b []byte) (*partition, error) {
 	if psLen > len(b)-4 {
 		return nil, errCachedEntry
 	}
-	ps, err := crdt.Decode(b[4 : 4+psLen])
+	ps, err := crdt.DecodeInterned(b[4:4+psLen], known)
 	if err != nil {
 		return nil, err
 	}

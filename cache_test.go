@@ -66,7 +66,7 @@ func TestCacheEncodingRoundTrip(t *testing.T) {
 		// Every truncation is an error, never a panic or a partition.
 		_, key, body, _ := (&cacheShard{ring: e}).entry(0)
 		for i := range body {
-			if _, err := decodeCached(p.slot, key, body[:i]); err == nil {
+			if _, err := decodeCached(p.slot, key, body[:i], nil); err == nil {
 				t.Fatalf("%q: %d of %d bytes decode", p.key, i, len(body))
 			}
 		}

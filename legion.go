@@ -233,6 +233,7 @@ func Open(cfg Config) (*DB, error) {
 		st.Close()
 		return nil, err
 	}
+	db.cache.known = []crdt.NodeID{db.self}
 	if err := db.loadActiveHandler(); err != nil {
 		db.engine.Close()
 		st.Close()

@@ -295,15 +295,10 @@ type batchPartition struct {
 }
 
 // lockWrites locks the stripes of every key in writes, each once and in
-// increasing order (so two batches cannot deadlock), and returns the
-// unlock.
-func (db *DB) lockWrites(writes []Write) func() {
-	if len(writes) == 1 {
-		mu := db.lockKey(writes[0].Key)
-		return mu.Unlock
-	}
-	var buf [32]uint32
-	stripes := buf[:0]
+// increasing order (so two batches cannot deadlock), and returns them for
+// unlockStripes; stripes is a buffer it may use.
+func (db *DB) lockWrites(writes []Write, stripes []uint32) []uint32 {
+	stripes = stripes[:0]
 	for _, w := range writes {
 		stripes = append(stripes, db.stripe(w.Key))
 	}
@@ -312,10 +307,12 @@ func (db *DB) lockWrites(writes []Write) func() {
 	for _, s := range stripes {
 		db.locks[s].Lock()
 	}
-	return func() {
-		for _, s := range stripes {
-			db.locks[s].Unlock()
-		}
+	return stripes
+}
+
+func (db *DB) unlockStripes(stripes []uint32) {
+	for _, s := range stripes {
+		db.locks[s].Unlock()
 	}
 }
 
@@ -335,8 +332,9 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) 
 	if err != nil {
 		return nil, 0, err
 	}
-	unlock := db.lockWrites(writes)
-	defer unlock()
+	var stripesBuf [16]uint32
+	stripes := db.lockWrites(writes, stripesBuf[:])
+	defer db.unlockStripes(stripes)
 
 	// The partitions of the batch, in order of first use; a map finds them
 	// in long batches.
@@ -379,7 +377,10 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) 
 			b.Close()
 		}
 	}()
-	var stored int64
+	var (
+		stored int64
+		buf    scratch
+	)
 	for i, w := range writes {
 		results[i] = Result{}
 		if err := checkKey(w.Key); err != nil {
@@ -395,7 +396,7 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) 
 			results[i].Err = bp.fatal
 			continue
 		}
-		out, ok, fatal, err := db.applyEvent(b, active, bp.p, w)
+		out, ok, fatal, err := db.applyEvent(b, &buf, active, bp.p, w)
 		if fatal {
 			bp.fatal = err
 		}
@@ -432,14 +433,22 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) 
 	return b, stored, nil
 }
 
+// scratch holds buffers the events of one batch reuse: the batch copies
+// every record it is given.
+type scratch struct{ payload, record []byte }
+
 // applyEvent runs the active handler on p with w's event and writes into
 // b what it changes; p then matches the store as it will be once b is
 // applied. stored reports an event written to b, whose output may still
 // be an error (err). fatal reports a failure after which p must be
 // discarded.
-func (db *DB) applyEvent(b *store.Batch, active *handler, p *partition, w Write) (out Output, stored, fatal bool, err error) {
+func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *partition, w Write) (out Output, stored, fatal bool, err error) {
 	key, ev := w.Key, w.Event
-	payload := event{sha: active.sha, time: db.cfg.Now().UnixMilli(), data: ev}.appendBinary(nil)
+	// The power state keeps no reference to the payload once Event returns
+	// (it copies one that stays pending), nor does the batch: the buffer is
+	// the next event's.
+	payload := event{sha: active.sha, time: db.cfg.Now().UnixMilli(), data: ev}.appendBinary(buf.payload[:0])
+	buf.payload = payload
 	newID := p.ps.NextID(db.self)
 	replay, fatalErr := db.replayApply(key)
 	var (
@@ -486,7 +495,7 @@ func (db *DB) applyEvent(b *store.Batch, active *handler, p *partition, w Write)
 		return nil, false, false, err
 	}
 
-	db.persist(b, p, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
+	db.persist(b, &buf.record, p, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
 	if !index.Equal(p.tags.Tags, newTags.Tags) || p.tags.SHA != newTags.SHA || !p.exists {
 		// The tags record sorts right after the snapshot persist may have
 		// written: when the memtable holds no older version of that
@@ -516,7 +525,8 @@ func (db *DB) applyEvent(b *store.Batch, active *handler, p *partition, w Write)
 // log records (with every participant's ack, so a reload refolds them)
 // until the log outgrows the state, when a snapshot replaces the log. Every
 // delta record added or removed adjusts its handler's reference count.
-func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, created crdt.ID, d crdt.Delta, folded []crdt.Folded) {
+// Records are encoded into *buf, which b copies.
+func (db *DB) persist(b *store.Batch, buf *[]byte, p *partition, before []crdt.Pending, created crdt.ID, d crdt.Delta, folded []crdt.Folded) {
 	inf := p.ps.Infimum()
 	var wasPending map[crdt.ID]crdt.Pending
 	if len(before) > 0 {
@@ -529,7 +539,6 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 	acks := inf.Participants
 	type logRec struct {
 		pd        crdt.Pending
-		rec       []byte
 		wasStored bool
 	}
 	var recsBuf [4]logRec // an event usually folds one delta: no allocation
@@ -548,14 +557,14 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 		if f.Kind != crdt.KindEvent {
 			pd.Acks = unionNodes(pd.Acks, []crdt.NodeID{pd.Delta.Node})
 		}
-		rec := pd.AppendBinary(nil)
-		recs = append(recs, logRec{pd, rec, ok})
-		logLen += len(rec)
+		recs = append(recs, logRec{pd, ok})
+		logLen += pd.BinaryLen()
 	}
 
 	keyBuf := make([]byte, 0, 32)
 	if !p.exists || len(p.log)+len(recs) > logLimit(len(inf.Value)) || p.logLen+logLen >= len(inf.Value) {
-		b.PutSnapshot(p.slot, p.key, inf.AppendBinary(nil))
+		*buf = inf.AppendBinary((*buf)[:0])
+		b.PutSnapshot(p.slot, p.key, *buf)
 		db.stats.snapshots.Add(1)
 		for _, e := range p.log {
 			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], e.id))
@@ -572,7 +581,8 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 		p.log, p.logLen = p.log[:0], 0
 	} else {
 		for _, r := range recs {
-			b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], r.pd.ID), r.rec)
+			*buf = r.pd.AppendBinary((*buf)[:0])
+			b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], r.pd.ID), *buf)
 			if !r.wasStored {
 				countRef(b, r.pd.Delta, 1)
 			}
@@ -587,15 +597,22 @@ func (db *DB) persist(b *store.Batch, p *partition, before []crdt.Pending, creat
 		if ok && len(old.Acks) == len(pd.Acks) {
 			continue
 		}
-		b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], pd.ID), pd.AppendBinary(nil))
+		*buf = pd.AppendBinary((*buf)[:0])
+		b.PutDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], pd.ID), *buf)
 		if !ok {
 			countRef(b, pd.Delta, 1)
 		}
 	}
 }
 
-// unionNodes returns the sorted union of two sorted node lists.
 func unionNodes(a, b []crdt.NodeID) []crdt.NodeID {
+	// The common cases share a slice (the result is only read).
+	switch {
+	case len(a) == 0:
+		return b
+	case len(b) == 0:
+		return a
+	}
 	out := make([]crdt.NodeID, 0, len(a)+len(b))
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {

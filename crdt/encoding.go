@@ -113,6 +113,34 @@ func (p Pending) AppendBinary(dst []byte) []byte {
 	return appendPendingBody(append(dst, formatPending), &p)
 }
 
+// BinaryLen returns len(p.AppendBinary(nil)) without encoding.
+func (p Pending) BinaryLen() int {
+	n := 1 + uvarintLen(p.ID.Counter) + nodeLen(p.ID.Node) + 1
+	switch p.Delta.Kind {
+	case KindEvent:
+		n += uvarintLen(uint64(len(p.Delta.Payload))) + len(p.Delta.Payload)
+	case KindJoin, KindUnjoin:
+		n += nodeLen(p.Delta.Node)
+	}
+	n += uvarintLen(uint64(len(p.Acks)))
+	for _, a := range p.Acks {
+		n += nodeLen(a)
+	}
+	return n
+}
+
+func nodeLen(n NodeID) int { return uvarintLen(uint64(len(n))) + len(n) }
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of x.
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
 // idSize and nodesSize bound the bytes appendID and appendNodes append, so
 // that encoders allocate once.
 func idSize(id ID) int { return 2*binary.MaxVarintLen64 + len(id.Node) }
@@ -331,8 +359,13 @@ func (d *decoder) format(want byte) {
 // canonical encoding of a state in normal form (as every operation leaves
 // it), so Decode(b) succeeding implies AppendBinary gives back b. Errors wrap
 // ErrCorrupt.
-func Decode(b []byte) (*PowerState, error) {
-	d := decoder{b: b}
+func Decode(b []byte) (*PowerState, error) { return DecodeInterned(b, nil) }
+
+// DecodeInterned is Decode where node ids equal to one of known (sorted,
+// as a node set) share its memory instead of being allocated: a node
+// decoding its own partitions passes its own id.
+func DecodeInterned(b []byte, known []NodeID) (*PowerState, error) {
+	d := decoder{b: b, intern: known}
 	d.format(formatState)
 	inf := d.infimum()
 	d.intern = inf.Participants

@@ -3,7 +3,9 @@ package crdt
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -725,4 +727,35 @@ func TestApplyAppendsToInput(t *testing.T) {
 	if string(base[:cap(base)][1:2]) != "\x00" {
 		t.Fatalf("apply wrote into the caller's value")
 	}
+}
+
+// TestSoleEventMatchesGeneral: on a node that is the only participant with
+// nothing pending, Event's short path leaves the power state encoded
+// byte for byte as the general path does and returns the same id, output,
+// folds and errors, over random events (some rejected, some empty).
+func TestSoleEventMatchesGeneral(t *testing.T) {
+	forSeeds(t, 8, func(t *testing.T, rng *rand.Rand) {
+		fast, general := New(nodes("a"), nil), New(nodes("a"), nil)
+		for i := 0; i < 300; i++ {
+			payload := make([]byte, rng.IntN(4))
+			for j := range payload {
+				payload[j] = byte(rng.IntN(256))
+			}
+			if len(fast.pend) != 0 || len(fast.inf.Participants) != 1 {
+				t.Fatalf("event %d: the short path no longer applies: %s", i, dump(fast))
+			}
+			id1, out1, f1, err1 := fast.soleEvent("a", payload, hashApply)
+			id2, out2, f2, err2 := general.event("a", payload, hashApply)
+			if id1 != id2 || !bytes.Equal(out1, out2) || !errors.Is(err1, err2) || !errors.Is(err2, err1) {
+				t.Fatalf("event %d: short (%v %x %v), general (%v %x %v)", i, id1, out1, err1, id2, out2, err2)
+			}
+			if fmt.Sprint(f1) != fmt.Sprint(f2) {
+				t.Fatalf("event %d: folded %+v, general %+v", i, f1, f2)
+			}
+			if !bytes.Equal(enc(fast), enc(general)) || fast.pend != nil || fast.proj != nil || general.pend != nil || general.proj != nil {
+				t.Fatalf("event %d: short %s\\ngeneral %s", i, dump(fast), dump(general))
+			}
+		}
+		checkState(t, fast, hashApply)
+	})
 }
