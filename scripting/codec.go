@@ -119,6 +119,10 @@ type token struct {
 type decoder struct {
 	b []byte
 	p int
+	// For decodeLuaInterned: where map keys come from, and whether the
+	// value being built is one.
+	keys *keyIntern
+	key  bool
 }
 
 func (d *decoder) uvarint() (uint64, error) {
@@ -573,18 +577,55 @@ var errDecodeBudget = errors.New("decode budget exceeded")
 // before the charge would pass limit, so a tiny state cannot make it
 // allocate a huge array.
 func decodeLua(L *lua.LState, b []byte, limit int64) (v lua.LValue, charge int64, err error) {
+	return decodeLuaInterned(L, b, limit, nil)
+}
+
+// decodeLuaInterned is decodeLua taking the string keys of maps from keys
+// when it holds them (and adding them while it has room).
+func decodeLuaInterned(L *lua.LState, b []byte, limit int64, keys *keyIntern) (v lua.LValue, charge int64, err error) {
 	if len(b) == 0 {
 		return lua.LNil, 0, nil
 	}
 	if err := ValidateValue(b); err != nil {
 		return nil, 0, err
 	}
-	d := decoder{b: b}
+	d := decoder{b: b, keys: keys}
 	v, err = buildLua(L, &d, &charge, limit)
 	return v, charge, err
 }
 
+// keyIntern holds Lua strings for the short map keys a runner decodes
+// again and again (a state's field names), so decoding a state does not
+// allocate its keys each time. Strings are immutable: sharing them changes
+// nothing a handler can see. It is bounded and owned by one runner.
+type keyIntern struct{ m map[string]lua.LValue }
+
+const (
+	internKeyMax  = 32   // longest key kept
+	internEntries = 4096 // keys kept at most
+)
+
+// get returns the Lua string of b.
+func (k *keyIntern) get(b []byte) lua.LValue {
+	if k == nil || len(b) > internKeyMax {
+		return lua.LString(b)
+	}
+	if v, ok := k.m[string(b)]; ok {
+		return v
+	}
+	v := lua.LValue(lua.LString(b))
+	if len(k.m) < internEntries {
+		if k.m == nil {
+			k.m = make(map[string]lua.LValue)
+		}
+		k.m[string(v.(lua.LString))] = v
+	}
+	return v
+}
+
 func buildLua(L *lua.LState, d *decoder, charge *int64, limit int64) (lua.LValue, error) {
+	isKey := d.key // this value is a map key
+	d.key = false
 	t, err := d.next()
 	if err != nil {
 		return nil, err
@@ -604,6 +645,9 @@ func buildLua(L *lua.LState, d *decoder, charge *int64, limit int64) (lua.LValue
 		return lua.LNumber(t.f), nil
 	case tagStr:
 		*charge += int64(len(t.s)) / 32
+		if isKey {
+			return d.keys.get(t.s), nil
+		}
 		return lua.LString(t.s), nil
 	case tagArray:
 		tb := L.CreateTable(t.n, 0)
@@ -619,6 +663,7 @@ func buildLua(L *lua.LState, d *decoder, charge *int64, limit int64) (lua.LValue
 		tb := L.CreateTable(0, t.n)
 		maxKey := 0
 		for i := 0; i < t.n; i++ {
+			d.key = true
 			k, err := buildLua(L, d, charge, limit)
 			if err != nil {
 				return nil, err

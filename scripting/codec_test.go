@@ -8,6 +8,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -322,5 +323,45 @@ func TestAppendRESP(t *testing.T) {
 	}
 	if got, _ := AppendRESP(nil, nil, false); string(got) != "$-1\r\n" {
 		t.Errorf("empty: %q", got)
+	}
+}
+
+// TestDecodeInternedKeys: decoding with a key table gives the same values
+// and charge as without, and the second decode of a state shares its map
+// keys with the first instead of allocating them.
+func TestDecodeInternedKeys(t *testing.T) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	var keys keyIntern
+	exprs := []string{
+		`{count=1}`, `{a={b={c="d"}},[1]=1,[1.5]=2,["2"]=3}`, `{x=true,y=false,["` + strings.Repeat("k", 40) + `"]=1}`, `{"v", w={"x"}}`,
+	}
+	for _, expr := range exprs {
+		b := encodeExpr(t, L, expr)
+		v1, c1, err1 := decodeLua(L, b, 1<<20)
+		v2, c2, err2 := decodeLuaInterned(L, b, 1<<20, &keys)
+		if err1 != nil || err2 != nil || c1 != c2 {
+			t.Fatalf("%s: plain (charge %d, %v), interned (charge %d, %v)", expr, c1, err1, c2, err2)
+		}
+		for _, v := range []lua.LValue{v1, v2} {
+			b2, _, kind, msg := encodeLua(v, 1<<20, false, ErrStateSize, "state")
+			if kind != nil || !bytes.Equal(b, b2) {
+				t.Fatalf("%s: re-encoded as %x (%s), want %x", expr, b2, msg, b)
+			}
+		}
+	}
+	b := encodeExpr(t, L, `{count=1}`)
+	v1, _, _ := decodeLuaInterned(L, b, 1<<20, &keys)
+	v2, _, _ := decodeLuaInterned(L, b, 1<<20, &keys)
+	key := func(v lua.LValue) *byte {
+		var k lua.LValue
+		v.(*lua.LTable).ForEach(func(key, _ lua.LValue) { k = key })
+		return unsafe.StringData(string(k.(lua.LString)))
+	}
+	if key(v1) != key(v2) {
+		t.Error("the key of the second decode was allocated again")
+	}
+	if v1 == v2 {
+		t.Error("two decodes share a table")
 	}
 }

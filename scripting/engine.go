@@ -238,7 +238,7 @@ func (e *Engine) prepare(fname string, h *Handler, arg []byte, argName string) (
 // decodeState decodes the stored state into r's LState, charging the
 // budget for the tables it builds.
 func (r *runner) decodeState(state []byte) (lua.LValue, *Error) {
-	v, charge, err := decodeLua(r.L, state, r.bctx.budget-r.bctx.n)
+	v, charge, err := decodeLuaInterned(r.L, state, r.bctx.budget-r.bctx.n, &r.keys)
 	r.bctx.n += charge
 	if err != nil && err != errDecodeBudget {
 		return nil, &Error{Kind: ErrCorrupt, Func: r.fname, Msg: "state: " + err.Error()}

@@ -103,6 +103,7 @@ type runner struct {
 	ipairsIterFn *lua.LFunction
 	protected    map[*lua.LTable]bool
 
+	keys       keyIntern   // map keys of decoded states
 	defsTable  *lua.LTable // the reusable defs table
 	defsUses   int
 	keyScratch []lua.LValue
