@@ -553,7 +553,35 @@ func compareKeys(a, b lua.LValue) int {
 // "output"). The returned kind is nil on success, else ErrNotData or
 // sizeErr; msg describes the failure.
 func encodeLua(v lua.LValue, max int, lenient bool, sizeErr error, root string) (b []byte, charge int64, kind error, msg string) {
+	return encodeLuaReusing(v, max, lenient, sizeErr, root, nil)
+}
+
+// encodeBuffers are an encoder's working slices, kept by a runner between
+// encodings.
+type encodeBuffers struct {
+	stack   []*lua.LTable
+	scratch []entry
+}
+
+// encodeLuaReusing is encodeLua working in bufs (if not nil), which it
+// leaves empty for the next encoding.
+func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root string, bufs *encodeBuffers) (b []byte, charge int64, kind error, msg string) {
 	e := encoder{max: max, lenient: lenient, sizeErr: sizeErr}
+	if bufs != nil {
+		e.stack, e.scratch = bufs.stack[:0], bufs.scratch[:0]
+		defer func() {
+			// table pops and clears what it pushes; the stack's popped
+			// slots still point at tables.
+			clear(e.stack[:cap(e.stack)])
+			bufs.stack, bufs.scratch = e.stack[:0], e.scratch[:0]
+			if cap(e.scratch) > 4096 {
+				bufs.scratch = nil // do not keep a huge state's worth
+			}
+		}()
+	}
+	if _, ok := v.(*lua.LTable); ok {
+		e.buf = make([]byte, 0, 64) // most states: one allocation
+	}
 	err := e.value(v, 0)
 	if err == nil {
 		return e.buf, e.charge, nil, ""

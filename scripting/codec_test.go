@@ -365,3 +365,38 @@ func TestDecodeInternedKeys(t *testing.T) {
 		t.Error("two decodes share a table")
 	}
 }
+
+// TestEncodeReusingBuffers: encodings that share working buffers, failed
+// ones in between, give exactly what fresh encodings give, and leave no
+// table reachable from the buffers.
+func TestEncodeReusingBuffers(t *testing.T) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	var bufs encodeBuffers
+	exprs := []string{
+		`{a={b={c="d"}},[1]=1,[1.5]=2,["2"]=3}`, `(function() local t = {} t.self = t return t end)()`,
+		`{1,2,{3,{4,{5}}}}`, `{f=function() end, x={y={z=1}}}`, `{count=7}`, `"plain"`, `{}`,
+	}
+	for round := 0; round < 3; round++ {
+		for _, expr := range exprs {
+			for _, lenient := range []bool{false, true} {
+				v := luaValue(t, L, expr)
+				b1, c1, k1, m1 := encodeLua(v, 1<<20, lenient, ErrStateSize, "state")
+				b2, c2, k2, m2 := encodeLuaReusing(v, 1<<20, lenient, ErrStateSize, "state", &bufs)
+				if !bytes.Equal(b1, b2) || c1 != c2 || k1 != k2 || m1 != m2 {
+					t.Fatalf("%s (lenient %v): fresh %x %d %v %q, reusing %x %d %v %q", expr, lenient, b1, c1, k1, m1, b2, c2, k2, m2)
+				}
+				for _, tb := range bufs.stack[:cap(bufs.stack)] {
+					if tb != nil {
+						t.Fatalf("%s: the stack still holds a table", expr)
+					}
+				}
+				for _, en := range bufs.scratch[:cap(bufs.scratch)] {
+					if en.k != nil || en.v != nil {
+						t.Fatalf("%s: the scratch still holds an entry", expr)
+					}
+				}
+			}
+		}
+	}
+}

@@ -252,7 +252,7 @@ func (r *runner) decodeState(state []byte) (lua.LValue, *Error) {
 
 // encodeResult encodes a returned value after the call.
 func (r *runner) encodeResult(v lua.LValue, max int, lenient bool, sizeErr error, root string) ([]byte, *Error) {
-	b, charge, kind, msg := encodeLua(v, max, lenient, sizeErr, root)
+	b, charge, kind, msg := encodeLuaReusing(v, max, lenient, sizeErr, root, &r.encBufs)
 	r.bctx.n += charge
 	if kind == nil && r.bctx.n > r.bctx.budget {
 		kind, msg = ErrBudget, kindText(ErrBudget)+" while encoding the "+root

@@ -103,8 +103,9 @@ type runner struct {
 	ipairsIterFn *lua.LFunction
 	protected    map[*lua.LTable]bool
 
-	keys       keyIntern   // map keys of decoded states
-	defsTable  *lua.LTable // the reusable defs table
+	keys       keyIntern     // map keys of decoded states
+	encBufs    encodeBuffers // the encoder's working slices
+	defsTable  *lua.LTable   // the reusable defs table
 	defsUses   int
 	keyScratch []lua.LValue
 	results    [2]lua.LValue // invoke's results
