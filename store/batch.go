@@ -15,6 +15,7 @@ type Batch struct {
 	s       *Store
 	b       *pebble.Batch
 	key     []byte // scratch for key building; pebble copies keys on Set
+	keyBuf  [64]byte
 	applied bool
 	waited  bool
 	// counters sums the AddCounter calls of the batch by name; each becomes
@@ -29,7 +30,9 @@ type counterDelta struct {
 
 // NewBatch returns an empty batch.
 func (s *Store) NewBatch() *Batch {
-	return &Batch{s: s, b: s.db.NewBatch()}
+	b := &Batch{s: s, b: s.db.NewBatch()}
+	b.key = b.keyBuf[:0]
+	return b
 }
 
 // Empty reports whether the batch holds no writes.
