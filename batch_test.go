@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/legiondb/legion/scripting"
 )
@@ -197,6 +198,105 @@ func TestApplyBatchConcurrent(t *testing.T) {
 		got, _, err := db.Get([]byte(key))
 		if want := fmt.Sprintf(`{"count":%d}`, n); err != nil || !bytes.Equal(got, []byte(want)) {
 			t.Errorf("%s = %s (%v), want %s", key, got, err, want)
+		}
+	}
+}
+
+// TestApplyBatchSplitsAtHeldKey: a batch that meets a key another writer
+// holds commits the writes before it and releases their keys before it
+// waits, so a waiting batch blocks nobody; then it finishes, in order.
+func TestApplyBatchSplitsAtHeldKey(t *testing.T) {
+	dir := t.TempDir()
+	db := openBatchDB(t, dir)
+	if _, err := db.LoadScript([]byte(batchCounter)); err != nil {
+		t.Fatal(err)
+	}
+	// Four keys in four different stripes.
+	var keys []string
+	seen := map[uint32]bool{}
+	for i := 0; len(keys) < 4; i++ {
+		k := fmt.Sprintf("k%d", i)
+		if s := db.stripe([]byte(k)); !seen[s] {
+			seen[s] = true
+			keys = append(keys, k)
+		}
+	}
+	a, b, held, c := keys[0], keys[1], keys[2], keys[3]
+	w := func(key, ev string) Write { return Write{Key: []byte(key), Event: []byte(ev), Mode: Consistent} }
+	writes := []Write{w(a, "incr"), w(b, "incr"), w(a, "boom"), w(a, "incr"), w(held, "incr"), w(a, "incr"), w(c, "incr")}
+	results := make([]Result, len(writes))
+
+	// Another writer holds the stripe of held.
+	heldMu := &db.locks[db.stripe([]byte(held))]
+	heldMu.Lock()
+	done := make(chan error, 1)
+	go func() { done <- db.ApplyBatch(context.Background(), writes, results)() }()
+
+	// While the batch waits for held, the writes before it are committed
+	// and the stripes of a and b are free.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu := &db.locks[db.stripe([]byte(a))]
+		if mu.TryLock() {
+			mu.Unlock()
+			got, _, err := db.Get([]byte(a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) == `{"count":2}` {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			heldMu.Unlock()
+			t.Fatal("the batch kept the keys before the held one locked while it waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !db.locks[db.stripe([]byte(b))].TryLock() {
+		t.Fatal("the stripe of b is still held by the waiting batch")
+	}
+	db.locks[db.stripe([]byte(b))].Unlock()
+	select {
+	case err := <-done:
+		t.Fatalf("the batch finished (%v) while held was locked", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	// Another writer can write a meanwhile; the batch's later write on a
+	// sees it.
+	if _, err := db.Apply(context.Background(), []byte(a), []byte("incr"), Consistent); err != nil {
+		t.Fatal(err)
+	}
+	heldMu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1", "1", "boom", "2", "1", "4", "1"}
+	for i, res := range results {
+		got := ""
+		if res.Err != nil {
+			if !strings.Contains(res.Err.Error(), "boom") {
+				t.Errorf("write %d: %v", i, res.Err)
+			}
+			got = "boom"
+		} else {
+			got = outputJSON(t, res.Out)
+		}
+		if got != want[i] {
+			t.Errorf("write %d (%s %s) = %s, want %s", i, writes[i].Key, writes[i].Event, got, want[i])
+		}
+	}
+	if st := db.Stats(); st.EventsApplied != 7 {
+		t.Errorf("applied = %d, want 7 (6 of the batch, 1 between)", st.EventsApplied)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openBatchDB(t, dir)
+	defer db.Close()
+	for k, want := range map[string]string{a: `{"count":4}`, b: `{"count":1}`, held: `{"count":1}`, c: `{"count":1}`} {
+		if got, _, err := db.Get([]byte(k)); err != nil || string(got) != want {
+			t.Errorf("after a restart %s = %s (%v), want %s", k, got, err, want)
 		}
 	}
 }

@@ -18,6 +18,9 @@ func TestConfigRefusedBeforeAnythingIsWritten(t *testing.T) {
 		{"negative cache", func(c *Config) { c.CacheBytes = -1 }, "cache sizes must not be negative"},
 		{"negative block cache", func(c *Config) { c.BlockCacheBytes = -1 }, "cache sizes must not be negative"},
 		{"fsync mode", func(c *Config) { c.Fsync = 7 }, "invalid fsync mode"},
+		{"memtable too small", func(c *Config) { c.MemtableBytes = 1<<20 - 1 }, "memtable size 1048575 is out of range (1 MiB to 1 GiB)"},
+		{"memtable too large", func(c *Config) { c.MemtableBytes = 1<<30 + 1 }, "memtable size 1073741825 is out of range"},
+		{"negative memtable", func(c *Config) { c.MemtableBytes = -1 }, "memtable size -1 is out of range"},
 		{"node id", func(c *Config) { c.NodeID = strings.Repeat("n", 256) }, "node id longer than 255 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,6 +86,13 @@ type Config struct {
 	CacheBytes int64
 	// BlockCacheBytes is pebble's block cache. Default 32 MiB.
 	BlockCacheBytes int64
+	// MemtableBytes is the most a pebble memtable grows to (it starts
+	// small and doubles). Writes collect there until it is flushed to a
+	// table; a larger one absorbs more overwrites of the same keys and
+	// compacts less, at the cost of up to twice this much memory (one
+	// memtable filling, one flushing or kept for reuse). Default 8 MiB;
+	// from 1 MiB to 1 GiB.
+	MemtableBytes int64
 	// Logger receives the DB's messages. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock that stamps accepted events (ctx.time). Default
@@ -101,6 +108,7 @@ func DefaultConfig() Config {
 		Limits:          scripting.DefaultLimits(),
 		CacheBytes:      32 << 20,
 		BlockCacheBytes: 32 << 20,
+		MemtableBytes:   8 << 20,
 	}
 }
 
@@ -111,6 +119,7 @@ func (c Config) withDefaults() Config {
 	c.Limits = mergeLimits(c.Limits, d.Limits)
 	orDefault(&c.CacheBytes, d.CacheBytes)
 	orDefault(&c.BlockCacheBytes, d.BlockCacheBytes)
+	orDefault(&c.MemtableBytes, d.MemtableBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -153,6 +162,9 @@ func (c Config) Validate() error {
 	}
 	if c.CacheBytes < 0 || c.BlockCacheBytes < 0 {
 		return errors.New("legion: cache sizes must not be negative")
+	}
+	if c.MemtableBytes != 0 && (c.MemtableBytes < 1<<20 || c.MemtableBytes > 1<<30) {
+		return fmt.Errorf("legion: memtable size %d is out of range (1 MiB to 1 GiB)", c.MemtableBytes)
 	}
 	if len(c.NodeID) > 255 {
 		return errors.New("legion: node id longer than 255 bytes")
@@ -210,11 +222,12 @@ func Open(cfg Config) (*DB, error) {
 		fs = vfs.NewMem()
 	}
 	st, err := store.Open(store.Options{
-		Dir:        cfg.DataDir,
-		FS:         fs,
-		Sync:       cfg.Fsync,
-		CacheBytes: cfg.BlockCacheBytes,
-		Logger:     cfg.Logger,
+		Dir:           cfg.DataDir,
+		FS:            fs,
+		Sync:          cfg.Fsync,
+		CacheBytes:    cfg.BlockCacheBytes,
+		MemtableBytes: cfg.MemtableBytes,
+		Logger:        cfg.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -234,14 +234,20 @@ type Result struct {
 }
 
 // ApplyBatch applies writes in order, each as Apply would, and commits
-// them together: one commit and one wait for durability for the whole
-// batch, which is what a pipeline of writes should cost. The outcome of
-// writes[i] goes to results[i]; results must be as long as writes. A write
-// refused by the handler changes nothing and does not affect the others; a
-// later write on the same key sees the state an earlier one left. The keys
-// of the batch stay locked until it is committed, so other writers see all
-// of it or none of it; if the commit fails, every write fails with its
-// error and nothing is stored.
+// them with as few commits as it can: one commit and one wait for
+// durability for the whole batch, which is what a pipeline of writes should
+// cost. The outcome of writes[i] goes to results[i]; results must be as
+// long as writes. A write refused by the handler changes nothing and does
+// not affect the others; a later write on the same key sees the state an
+// earlier one left.
+//
+// The batch never waits for a key while it holds others: when a key is
+// locked by another writer, the writes before it are committed first and
+// their keys released, so writers never queue behind each other's
+// pipelines. Each commit is atomic (other writers see all of it or none of
+// it) but a batch is not a transaction: it may be committed in several
+// parts. If a commit fails, its writes and every later one fail with its
+// error and nothing of them is stored.
 //
 // wait must be called exactly once, before any result is reported: it
 // blocks until the stored writes are as durable as the fsync mode promises
@@ -251,14 +257,11 @@ func (db *DB) ApplyBatch(ctx context.Context, writes []Write, results []Result) 
 	if len(results) != len(writes) {
 		panic("legion: ApplyBatch needs one result per write")
 	}
-	fail := func(err error) func() error {
+	if err := db.enter(); err != nil {
 		for i := range results {
 			results[i] = Result{Err: err}
 		}
 		return func() error { return nil }
-	}
-	if err := db.enter(); err != nil {
-		return fail(err)
 	}
 	// Until wait owns the in-flight registration, leave it on every way
 	// out, a panic included, so Close is never kept waiting for it.
@@ -268,18 +271,37 @@ func (db *DB) ApplyBatch(ctx context.Context, writes []Write, results []Result) 
 			db.leave()
 		}
 	}()
-	b, stored, err := db.applyBatch(ctx, writes, results)
-	if err != nil {
-		return fail(err)
-	}
-	if b == nil {
+	var batchesBuf [1]*store.Batch
+	batches, stored := db.applyBatch(ctx, writes, results, batchesBuf[:0])
+	if len(batches) == 0 {
 		return func() error { return nil }
 	}
 	handedOff = true
+	if len(batches) == 1 {
+		b := batches[0]
+		return func() error {
+			defer db.leave()
+			defer b.Close()
+			if err := b.Wait(); err != nil {
+				return err
+			}
+			db.stats.applied.Add(stored)
+			return nil
+		}
+	}
+	all := slices.Clone(batches)
 	return func() error {
 		defer db.leave()
-		defer b.Close()
-		if err := b.Wait(); err != nil {
+		var err error
+		for _, b := range all {
+			// Each applied batch must be waited for before it is closed;
+			// the log is ordered, so after the first the waits are short.
+			if werr := b.Wait(); werr != nil && err == nil {
+				err = werr
+			}
+			b.Close()
+		}
+		if err != nil {
 			return err
 		}
 		db.stats.applied.Add(stored)
@@ -294,67 +316,82 @@ type batchPartition struct {
 	fatal error // set when p had to be discarded: later writes fail with it
 }
 
-// lockWrites locks the stripes of every key in writes, each once and in
-// increasing order (so two batches cannot deadlock), and returns them for
-// unlockStripes; stripes is a buffer it may use.
-func (db *DB) lockWrites(writes []Write, stripes []uint32) []uint32 {
-	stripes = stripes[:0]
-	for _, w := range writes {
-		stripes = append(stripes, db.stripe(w.Key))
+// applyBatch does the work of ApplyBatch: it runs the writes in order and
+// sets every result. The writes go in parts, each run into one store batch
+// and committed under the stripes of its keys; a part ends where its next
+// key's stripe is held by another writer, so a batch never waits for a key
+// while holding others. It returns the applied store batches, in commit
+// order (appended to batches, which the caller must Wait for and Close),
+// and how many events they store.
+func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, batches []*store.Batch) ([]*store.Batch, int64) {
+	failFrom := func(i int, err error) {
+		for ; i < len(writes); i++ {
+			results[i] = Result{Err: err}
+		}
 	}
-	slices.Sort(stripes)
-	stripes = slices.Compact(stripes)
-	for _, s := range stripes {
-		db.locks[s].Lock()
-	}
-	return stripes
-}
-
-func (db *DB) unlockStripes(stripes []uint32) {
-	for _, s := range stripes {
-		db.locks[s].Unlock()
-	}
-}
-
-// applyBatch does the work of ApplyBatch: it runs the writes into one
-// batch and applies it. It returns the applied batch, which the caller
-// must Wait for and Close (nil if no write stored anything), and how many
-// events it stores. An error fails every write.
-func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) (*store.Batch, int64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		failFrom(0, err)
+		return batches, 0
 	}
-	// Hold the handler versions in use until the batch that references the
-	// active one is applied, so FlushHandlers cannot drop it meanwhile.
+	// Hold the handler versions in use until the batches that reference
+	// the active one are applied, so FlushHandlers cannot drop it meanwhile.
 	db.handlers.inUse.RLock()
 	defer db.handlers.inUse.RUnlock()
 	active, err := db.activeHandler()
 	if err != nil {
-		return nil, 0, err
+		failFrom(0, err)
+		return batches, 0
 	}
-	var stripesBuf [16]uint32
-	stripes := db.lockWrites(writes, stripesBuf[:])
-	defer db.unlockStripes(stripes)
 
-	// The partitions of the batch, in order of first use; a map finds them
-	// in long batches.
+	// The part being run: its store batch, the stripes it holds (sorted),
+	// and the partitions it loaded under them, in order of first use (a map
+	// finds them in long parts).
 	var (
-		partsBuf [1]*batchPartition
-		parts    = partsBuf[:0]
-		byKey    map[string]*batchPartition
+		b          *store.Batch
+		heldBuf    [16]uint32
+		held       = heldBuf[:0]
+		partsBuf   [1]*batchPartition
+		parts      = partsBuf[:0]
+		byKey      map[string]*batchPartition
+		partStored int64
+		stored     int64
 	)
-	if len(writes) > 8 {
-		byKey = make(map[string]*batchPartition, len(writes))
+	release := func() {
+		for _, s := range held {
+			db.locks[s].Unlock()
+		}
+		held = held[:0]
+	}
+	// A panic (a bug) must not leave stripes locked.
+	defer func() {
+		release()
+		if b != nil {
+			b.Close()
+		}
+	}()
+	// lock takes key's stripe for the part unless the part holds it, and
+	// reports false, holding nothing new, when another writer has it.
+	lock := func(key []byte) bool {
+		s := db.stripe(key)
+		i, found := slices.BinarySearch(held, s)
+		if found {
+			return true
+		}
+		if !db.locks[s].TryLock() {
+			return false
+		}
+		held = slices.Insert(held, i, s)
+		return true
 	}
 	find := func(key []byte) (*batchPartition, error) {
 		if byKey != nil {
-			if bp := byKey[string(key)]; bp != nil {
-				return bp, nil
+			if x := byKey[string(key)]; x != nil {
+				return x, nil
 			}
 		} else {
-			for _, bp := range parts {
-				if bytes.Equal(bp.p.key, key) {
-					return bp, nil
+			for _, x := range parts {
+				if bytes.Equal(x.p.key, key) {
+					return x, nil
 				}
 			}
 		}
@@ -362,24 +399,66 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) 
 		if err != nil {
 			return nil, err
 		}
-		bp := &batchPartition{p: p}
-		parts = append(parts, bp)
-		if byKey != nil {
-			byKey[string(p.key)] = bp
+		x := &batchPartition{p: p}
+		parts = append(parts, x)
+		switch {
+		case byKey != nil:
+			byKey[string(p.key)] = x
+		case len(parts) > 8:
+			byKey = make(map[string]*batchPartition, 2*len(parts))
+			for _, y := range parts {
+				byKey[string(y.p.key)] = y
+			}
 		}
-		return bp, nil
+		return x, nil
+	}
+	// finish commits the part (if it stored anything), brings the cache in
+	// line with the outcome, releases the part's stripes and starts the
+	// next part empty.
+	finish := func() error {
+		defer func() {
+			release()
+			clear(parts)
+			parts, byKey, partStored = parts[:0], nil, 0
+		}()
+		if partStored == 0 {
+			for _, x := range parts {
+				if x.fatal != nil {
+					db.cache.remove(x.p.key)
+				}
+			}
+			if b != nil {
+				b.Close()
+				b = nil
+			}
+			return nil
+		}
+		pb := b
+		b = nil
+		if err := pb.Apply(); err != nil {
+			pb.Close()
+			// The partitions in memory are ahead of the store now: drop them.
+			for _, x := range parts {
+				db.cache.remove(x.p.key)
+			}
+			return err
+		}
+		batches = append(batches, pb)
+		stored += partStored
+		for _, x := range parts {
+			switch {
+			case x.fatal != nil:
+				db.cache.remove(x.p.key)
+			case x.dirty:
+				db.cache.put(x.p)
+			}
+		}
+		return nil
 	}
 
-	b := db.store.NewBatch()
-	applied := false
-	defer func() {
-		if !applied {
-			b.Close()
-		}
-	}()
 	var (
-		stored int64
-		buf    scratch
+		buf      scratch
+		partFrom int // the first write of the part being run
 	)
 	for i, w := range writes {
 		results[i] = Result{}
@@ -387,50 +466,44 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result) 
 			results[i].Err = err
 			continue
 		}
-		bp, err := find(w.Key)
+		if !lock(w.Key) {
+			// Another writer has this key: commit what came before and
+			// release it, then wait for the key holding nothing.
+			if err := finish(); err != nil {
+				failFrom(partFrom, err)
+				return batches, stored
+			}
+			s := db.stripe(w.Key)
+			db.locks[s].Lock()
+			held = append(held, s)
+			partFrom = i
+		}
+		x, err := find(w.Key)
 		if err != nil {
 			results[i].Err = err
 			continue
 		}
-		if bp.fatal != nil {
-			results[i].Err = bp.fatal
+		if x.fatal != nil {
+			results[i].Err = x.fatal
 			continue
 		}
-		out, ok, fatal, err := db.applyEvent(b, &buf, active, bp.p, w)
+		if b == nil {
+			b = db.store.NewBatch()
+		}
+		out, ok, fatal, err := db.applyEvent(b, &buf, active, x.p, w)
 		if fatal {
-			bp.fatal = err
+			x.fatal = err
 		}
 		if ok {
-			stored++
-			bp.dirty = true
+			partStored++
+			x.dirty = true
 		}
 		results[i] = Result{Out: out, Err: err}
 	}
-	if stored == 0 {
-		for _, bp := range parts {
-			if bp.fatal != nil {
-				db.cache.remove(bp.p.key)
-			}
-		}
-		return nil, 0, nil
+	if err := finish(); err != nil {
+		failFrom(partFrom, err)
 	}
-	if err := b.Apply(); err != nil {
-		// The partitions in memory are ahead of the store now: drop them.
-		for _, bp := range parts {
-			db.cache.remove(bp.p.key)
-		}
-		return nil, 0, err
-	}
-	applied = true
-	for _, bp := range parts {
-		switch {
-		case bp.fatal != nil:
-			db.cache.remove(bp.p.key)
-		case bp.dirty:
-			db.cache.put(bp.p)
-		}
-	}
-	return b, stored, nil
+	return batches, stored
 }
 
 // scratch holds buffers the events of one batch reuse: the batch copies

@@ -129,6 +129,7 @@ func options() []option {
 			get: func(c *Config) string { return c.DB.Fsync.String() }},
 		sizeOpt("cache-size", "memory for loaded partitions (e.g. 256mb)", func(c *Config) *int64 { return &c.DB.CacheBytes }),
 		sizeOpt("block-cache-size", "pebble's block cache (e.g. 64mb)", func(c *Config) *int64 { return &c.DB.BlockCacheBytes }),
+		sizeOpt("memtable-size", "largest size of pebble's memtable, where writes gather before a flush; up to twice this is held (1mb to 1gb)", func(c *Config) *int64 { return &c.DB.MemtableBytes }),
 		sizeOpt("heap-floor", "Go heap size below which the garbage collector does not run (0 leaves it to GOGC)", func(c *Config) *int64 { return &c.HeapFloor }),
 		stringOpt("requirepass", "password of the default user; clients must AUTH before any other command", func(c *Config) *string { return &c.RequirePass }),
 		{name: "protected-mode", usage: "yes: without a password, refuse connections from non-loopback addresses",

@@ -54,18 +54,18 @@ in-memory = false
 
 func TestOptionValues(t *testing.T) {
 	var out bytes.Buffer
-	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
+	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--memtable-size", "16mb", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
+	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
 		t.Fatalf("parsed: %+v", cfg)
 	}
 	cfg, _, err = ParseArgs([]string{"--in-memory=no"}, env(nil), &out)
 	if err != nil || cfg.DB.InMemory {
 		t.Fatalf("--in-memory=no: %v %v", cfg.DB.InMemory, err)
 	}
-	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways {
+	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
