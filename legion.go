@@ -93,6 +93,10 @@ type Config struct {
 	// memtable filling, one flushing or kept for reuse). Default 8 MiB;
 	// from 1 MiB to 1 GiB.
 	MemtableBytes int64
+	// SearchCacheBytes bounds the cache of the first pages of exact tags
+	// (on the Go heap): such a search is answered from it while no write
+	// has changed the tag since. Default 4 MiB; negative disables it.
+	SearchCacheBytes int64
 	// Logger receives the DB's messages. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock that stamps accepted events (ctx.time). Default
@@ -103,12 +107,13 @@ type Config struct {
 // DefaultConfig returns the configuration legion-server starts with.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:         "./legion-data",
-		Fsync:           FsyncAlways,
-		Limits:          scripting.DefaultLimits(),
-		CacheBytes:      32 << 20,
-		BlockCacheBytes: 32 << 20,
-		MemtableBytes:   8 << 20,
+		DataDir:          "./legion-data",
+		Fsync:            FsyncAlways,
+		Limits:           scripting.DefaultLimits(),
+		CacheBytes:       32 << 20,
+		BlockCacheBytes:  32 << 20,
+		MemtableBytes:    8 << 20,
+		SearchCacheBytes: 4 << 20,
 	}
 }
 
@@ -120,6 +125,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.CacheBytes, d.CacheBytes)
 	orDefault(&c.BlockCacheBytes, d.BlockCacheBytes)
 	orDefault(&c.MemtableBytes, d.MemtableBytes)
+	orDefault(&c.SearchCacheBytes, d.SearchCacheBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -227,6 +233,7 @@ func Open(cfg Config) (*DB, error) {
 		Sync:          cfg.Fsync,
 		CacheBytes:    cfg.BlockCacheBytes,
 		MemtableBytes: cfg.MemtableBytes,
+		TagPageBytes:  cfg.SearchCacheBytes,
 		Logger:        cfg.Logger,
 	})
 	if err != nil {
@@ -418,21 +425,29 @@ type StorageStats struct {
 	// outside the Go heap: its memtables and its cache of blocks.
 	MemtableBytes   uint64
 	BlockCacheBytes int64
+	// SearchCacheHits and SearchCacheMisses count the searches of the
+	// first page of an exact tag that the search cache answered and that
+	// it could not; SearchCacheBytes is what it holds.
+	SearchCacheHits, SearchCacheMisses, SearchCacheBytes int64
 }
 
 // StorageStats returns the node's storage figures.
 func (db *DB) StorageStats() StorageStats {
 	stalls, stallTime := db.store.WriteStalls()
 	m := db.store.Pebble().Metrics()
+	hits, misses, cached := db.store.TagPageStats()
 	return StorageStats{
-		WriteStalls:     stalls,
-		WriteStallTime:  stallTime,
-		MemtableBytes:   m.MemTable.Size,
-		BlockCacheBytes: m.BlockCache.Size,
-		DiskBytes:       m.DiskSpaceUsage(),
-		Fsync:           db.cfg.Fsync,
-		DataDir:         db.cfg.DataDir,
-		InMemory:        db.cfg.InMemory || db.cfg.FS != nil,
+		SearchCacheHits:   hits,
+		SearchCacheMisses: misses,
+		SearchCacheBytes:  cached,
+		WriteStalls:       stalls,
+		WriteStallTime:    stallTime,
+		MemtableBytes:     m.MemTable.Size,
+		BlockCacheBytes:   m.BlockCache.Size,
+		DiskBytes:         m.DiskSpaceUsage(),
+		Fsync:             db.cfg.Fsync,
+		DataDir:           db.cfg.DataDir,
+		InMemory:          db.cfg.InMemory || db.cfg.FS != nil,
 	}
 }
 

@@ -61,6 +61,8 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 		gauge("legion_stored_bytes", "Bytes the storage engine uses on disk.", func() float64 { return float64(db.StorageStats().DiskBytes) }),
 		counter("legion_write_stalls_total", "Times the storage engine held writes back because flushes or compactions fell behind.", func() float64 { return float64(db.StorageStats().WriteStalls) }),
 		counter("legion_write_stall_seconds_total", "Time writes were held back by the storage engine.", func() float64 { return db.StorageStats().WriteStallTime.Seconds() }),
+		counter("legion_search_cache_hits_total", "Searches of the first page of an exact tag answered by the search cache.", func() float64 { return float64(db.StorageStats().SearchCacheHits) }),
+		counter("legion_search_cache_misses_total", "Searches of the first page of an exact tag the search cache could not answer.", func() float64 { return float64(db.StorageStats().SearchCacheMisses) }),
 		gauge("legion_connected_clients", "Client connections open.", func() float64 { return float64(clients()) }),
 		gauge("legion_partition_cache_bytes", "Bytes the partition cache holds (outside the Go heap but for large partitions).", func() float64 { return float64(db.Stats().CachedBytes) }),
 		gauge("legion_partition_cache_entries", "Loaded partitions in the cache.", func() float64 { return float64(db.Stats().CachedEntries) }),

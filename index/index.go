@@ -77,6 +77,13 @@ func (v *View) Search(q Query) ([]Hit, error) {
 	if count < 0 || count > MaxCount {
 		return nil, fmt.Errorf("%w: %d (must be 1 to %d)", ErrCount, q.Count, MaxCount)
 	}
+	// The first page of an exact tag may be cached.
+	page := q.Exact && !q.After && q.Keep == nil && count <= store.MaxCachedTagPage
+	if page {
+		if hits, ok := cachedPage(v.s, q.Tag, count); ok {
+			return hits, nil
+		}
+	}
 	if v.it == nil {
 		it, err := v.s.SeekTags(q.Tag, q.AfterKey, q.After, q.Exact)
 		if err != nil {
@@ -109,7 +116,38 @@ func (v *View) Search(q Query) ([]Hit, error) {
 		buf, key = appendPiece(buf, it.Key())
 		hits = append(hits, Hit{Tag: tag, Key: key})
 	}
-	return hits, it.Err()
+	if err := it.Err(); err != nil {
+		return hits, err
+	}
+	if page {
+		// Fewer hits than asked for: the tag has no more.
+		it.CacheTagPage(q.Tag, len(hits), func(i int) []byte { return hits[i].Key }, len(hits) < count)
+	}
+	return hits, nil
+}
+
+// cachedPage answers the first count records of an exact tag from the
+// store's cache of tag pages.
+func cachedPage(s *store.Store, tag []byte, count int) ([]Hit, bool) {
+	var (
+		hits []Hit
+		buf  []byte
+		t    []byte
+	)
+	ok := s.CachedTagKeys(tag, count, func(key []byte) {
+		if hits == nil {
+			hits = make([]Hit, 0, min(count, 64))
+			buf = make([]byte, 0, len(tag)+min(count, 64)*(len(key)+8))
+			buf, t = appendPiece(buf, tag)
+		}
+		var k []byte
+		buf, k = appendPiece(buf, key)
+		hits = append(hits, Hit{Tag: t, Key: k})
+	})
+	if ok && hits == nil {
+		hits = []Hit{}
+	}
+	return hits, ok
 }
 
 // Close releases the view.

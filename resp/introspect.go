@@ -383,6 +383,7 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		ss := s.db.StorageStats()
 		kv("storage_memtable_bytes", ss.MemtableBytes)
 		kv("storage_block_cache_bytes", ss.BlockCacheBytes)
+		kv("search_cache_bytes", ss.SearchCacheBytes)
 		kv("maxmemory", 0)
 		kv("maxmemory_policy", "noeviction")
 	case "persistence":
@@ -406,6 +407,9 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("total_commands_processed", s.stats.commands.Load())
 		kv("rejected_connections", s.stats.rejected.Load())
 		kv("total_error_replies", s.stats.errors.Load())
+		ss := s.db.StorageStats()
+		kv("search_cache_hits", ss.SearchCacheHits)
+		kv("search_cache_misses", ss.SearchCacheMisses)
 	case "replication":
 		b.WriteString("# Replication\r\n")
 		kv("role", "master")

@@ -54,11 +54,11 @@ in-memory = false
 
 func TestOptionValues(t *testing.T) {
 	var out bytes.Buffer
-	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--memtable-size", "16mb", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
+	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--memtable-size", "16mb", "--search-cache-size", "0", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
+	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.SearchCacheBytes >= 0 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
 		t.Fatalf("parsed: %+v", cfg)
 	}
 	cfg, _, err = ParseArgs([]string{"--in-memory=no"}, env(nil), &out)

@@ -21,6 +21,9 @@ type Batch struct {
 	// counters sums the AddCounter calls of the batch by name; each becomes
 	// one merge operand when the batch is applied.
 	counters []counterDelta
+	// tagSlots are the slots of the tags whose index records the batch
+	// writes (see tagPages).
+	tagSlots []uint16
 }
 
 type counterDelta struct {
@@ -113,12 +116,14 @@ func (b *Batch) DeletePartition(slot uint16, key []byte) {
 
 // PutTag adds (tag, key) to the global tag index.
 func (b *Batch) PutTag(tag, key []byte) {
+	b.noteTag(tag)
 	b.key = tagKey(b.key[:0], tag, key)
 	b.set(b.key, nil)
 }
 
 // DeleteTag removes (tag, key) from the global tag index.
 func (b *Batch) DeleteTag(tag, key []byte) {
+	b.noteTag(tag)
 	b.key = tagKey(b.key[:0], tag, key)
 	b.del(b.key)
 }
@@ -165,9 +170,11 @@ func (b *Batch) CommitNoSync() error {
 	b.applied, b.waited = true, true
 	b.mergeCounters()
 	b.s.dirty.Store(true)
+	b.beginTagWrites()
 	b.s.begun.Add(1)
 	err := b.s.db.Apply(b.b, pebble.NoSync)
 	b.s.committed()
+	b.endTagWrites()
 	if err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
@@ -198,7 +205,9 @@ func (b *Batch) Apply() error {
 	b.applied = true
 	b.mergeCounters()
 	var err error
+	b.beginTagWrites()
 	b.s.begun.Add(1)
+	defer b.endTagWrites()
 	defer b.s.committed()
 	if b.s.sync == SyncAlways {
 		err = b.s.db.ApplyNoSyncWait(b.b, b.s.wo)

@@ -97,6 +97,9 @@ type Options struct {
 	CacheBytes int64
 	// MemtableBytes is the largest size of a memtable; 0 means 8 MiB.
 	MemtableBytes int64
+	// TagPageBytes bounds the cache of the first keys of exact tags
+	// (CachedTagKeys); 0 means 4 MiB, negative disables it.
+	TagPageBytes int64
 	// Logger receives pebble's and the store's messages; nil discards them.
 	Logger *slog.Logger
 	// ReadOnly opens the store for reading only.
@@ -124,6 +127,7 @@ type Store struct {
 	// became visible. They let idle tag iterators be reused (tagIters).
 	begun, done atomic.Uint64
 	tagIters    tagIterCache
+	tagPages    tagPages
 }
 
 // Open opens or creates the store in opts.Dir.
@@ -173,6 +177,12 @@ func Open(opts Options) (*Store, error) {
 		sync:   opts.Sync,
 		logger: logger,
 		stop:   make(chan struct{}),
+	}
+	switch {
+	case opts.TagPageBytes == 0:
+		s.tagPages.init(4 << 20)
+	case opts.TagPageBytes > 0:
+		s.tagPages.init(opts.TagPageBytes)
 	}
 	s.wo = pebble.NoSync
 	if opts.Sync == SyncAlways {

@@ -1,0 +1,227 @@
+package store
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+)
+
+// tagPages caches the first keys of exact tags, so that the common search
+// (the first page of one tag) skips pebble while nothing writes that tag.
+//
+// Validity is tracked per slot of tags (a hash of the tag): a batch that
+// adds or removes index records counts a commit begun in the slot of each
+// tag it touches before it commits, and one done after. A page is served
+// only while its slot has begun no commit since the page was filled. A page
+// is filled only from an iterator that no commit has begun since it was
+// created (so it holds every visible write), and only when no commit of
+// its slot was in flight: its slot's done count is read, then its begun
+// count, they must be equal, and only then is the iterator checked again.
+// A writer counts begun in the slot before it counts begun in the store,
+// so a writer either shows in the store's count (no fill), or is in flight
+// in the slot (no fill), or begins after the page's count was read (its
+// count makes the page stale).
+type tagPages struct {
+	limit int64 // bytes; 0 disables the cache
+	seed  maphash.Seed
+	// hits and misses count the searches a page could answer.
+	hits, misses atomic.Int64
+	begun        [tagPageSlots]atomic.Uint64
+	done         [tagPageSlots]atomic.Uint64
+
+	mu    sync.Mutex
+	pages map[string]*tagPage // guarded by mu
+	lru   tagPage             // sentinel of the list, most recent first
+	bytes int64               // guarded by mu
+}
+
+// tagPageSlots is the number of validity slots; tags that share one only
+// make each other's pages stale more often.
+const tagPageSlots = 4096
+
+// MaxCachedTagPage is the largest COUNT a cached page answers.
+const MaxCachedTagPage = 256
+
+// tagPage is the first n keys of one tag in index order; complete means
+// the tag has no others. A page never changes once made.
+type tagPage struct {
+	tag        string
+	keys       []byte // each key as a uvarint length and its bytes
+	n          int
+	complete   bool
+	gen        uint64 // its slot's begun count when it was filled
+	prev, next *tagPage
+}
+
+// tagPageOverhead approximates the bytes of a page besides its tag and
+// keys: the struct and its map entry.
+const tagPageOverhead = 128
+
+func (c *tagPages) init(limit int64) {
+	c.limit = limit
+	c.seed = maphash.MakeSeed()
+	c.pages = make(map[string]*tagPage)
+	c.lru.prev, c.lru.next = &c.lru, &c.lru
+}
+
+func (c *tagPages) slot(tag []byte) uint32 {
+	return uint32(maphash.Bytes(c.seed, tag) % tagPageSlots)
+}
+
+// get returns the valid page of tag that answers count keys, or nil.
+func (c *tagPages) get(tag []byte, count int) *tagPage {
+	if c.limit <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	p := c.pages[string(tag)]
+	if p != nil {
+		c.unlink(p)
+		c.pushFront(p)
+	}
+	c.mu.Unlock()
+	if p == nil || p.gen != c.begun[c.slot(tag)].Load() || p.n < count && !p.complete {
+		c.misses.Add(1)
+		return nil
+	}
+	c.hits.Add(1)
+	return p
+}
+
+// token returns the count a page of tag filled now must carry, and false
+// if a commit of the tag's slot is in flight. The caller must then check
+// that its iterator is still current before filling.
+func (c *tagPages) token(tag []byte) (uint64, bool) {
+	s := c.slot(tag)
+	done := c.done[s].Load()
+	begun := c.begun[s].Load()
+	return begun, done == begun
+}
+
+// put stores p, replacing any page of its tag, and evicts the least
+// recently used pages beyond the limit.
+func (c *tagPages) put(p *tagPage) {
+	size := int64(len(p.tag) + len(p.keys) + tagPageOverhead)
+	if size > c.limit/8 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.pages[p.tag]; old != nil {
+		c.remove(old)
+	}
+	c.pages[p.tag] = p
+	c.pushFront(p)
+	c.bytes += size
+	for c.bytes > c.limit && c.lru.prev != &c.lru {
+		c.remove(c.lru.prev)
+	}
+}
+
+func (c *tagPages) remove(p *tagPage) {
+	c.unlink(p)
+	delete(c.pages, p.tag)
+	c.bytes -= int64(len(p.tag) + len(p.keys) + tagPageOverhead)
+}
+
+func (c *tagPages) unlink(p *tagPage) {
+	p.prev.next, p.next.prev = p.next, p.prev
+	p.prev, p.next = nil, nil
+}
+
+func (c *tagPages) pushFront(p *tagPage) {
+	p.prev, p.next = &c.lru, c.lru.next
+	c.lru.next.prev = p
+	c.lru.next = p
+}
+
+// eachKey calls fn with each of the page's first count keys, in index order.
+func (p *tagPage) eachKey(count int, fn func(key []byte)) {
+	b := p.keys
+	for i := 0; i < min(count, p.n); i++ {
+		n, w := binary.Uvarint(b)
+		fn(b[w : w+int(n)])
+		b = b[w+int(n):]
+	}
+}
+
+// CachedTagKeys calls fn with the first count keys of tag, in index order
+// (all of them if it has fewer), and reports true, if the cache of tag
+// pages holds them as they are now; otherwise it does nothing and reports
+// false. The keys are valid only during the call.
+func (s *Store) CachedTagKeys(tag []byte, count int, fn func(key []byte)) bool {
+	p := s.tagPages.get(tag, count)
+	if p == nil {
+		return false
+	}
+	p.eachKey(count, fn)
+	return true
+}
+
+// TagPageStats returns how many first-page searches of exact tags the
+// cache answered and how many it could not, and the bytes it holds.
+func (s *Store) TagPageStats() (hits, misses, bytes int64) {
+	c := &s.tagPages
+	if c.limit <= 0 {
+		return 0, 0, 0
+	}
+	c.mu.Lock()
+	bytes = c.bytes
+	c.mu.Unlock()
+	return c.hits.Load(), c.misses.Load(), bytes
+}
+
+// CacheTagPage offers the cache the first n keys of tag, read through t
+// from the start of the tag (key(i) returns the i-th); complete says the
+// tag has no more. The page is kept only if t still holds every visible
+// write and no write of the tag is in flight.
+func (t *TagIter) CacheTagPage(tag []byte, n int, key func(i int) []byte, complete bool) {
+	c := &t.s.tagPages
+	if c.limit <= 0 || n > MaxCachedTagPage {
+		return
+	}
+	gen, ok := c.token(tag)
+	if !ok || t.gen == 0 || t.s.begun.Load() != t.gen-1 {
+		return
+	}
+	size := 0
+	for i := range n {
+		size += binary.MaxVarintLen32 + len(key(i))
+	}
+	keys := make([]byte, 0, size)
+	for i := range n {
+		k := key(i)
+		keys = binary.AppendUvarint(keys, uint64(len(k)))
+		keys = append(keys, k...)
+	}
+	c.put(&tagPage{tag: string(tag), keys: keys, n: n, complete: complete, gen: gen})
+}
+
+// noteTag notes the slot of tag among the slots the batch writes index
+// records of. A slot may be noted more than once: its begun and done
+// counts move together.
+func (b *Batch) noteTag(tag []byte) {
+	if b.s.tagPages.limit <= 0 {
+		return
+	}
+	s := uint16(b.s.tagPages.slot(tag))
+	if n := len(b.tagSlots); n > 0 && b.tagSlots[n-1] == s {
+		return
+	}
+	b.tagSlots = append(b.tagSlots, s)
+}
+
+// beginTagWrites counts a commit begun in every slot the batch writes;
+// endTagWrites counts it done.
+func (b *Batch) beginTagWrites() {
+	for _, s := range b.tagSlots {
+		b.s.tagPages.begun[s].Add(1)
+	}
+}
+
+func (b *Batch) endTagWrites() {
+	for _, s := range b.tagSlots {
+		b.s.tagPages.done[s].Add(1)
+	}
+}

@@ -1,0 +1,150 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// readPage reads the first count keys of tag as the index does, offering
+// the page to the cache; complete is whether the tag ran out.
+func readPage(t *testing.T, s *Store, tag string, count int) []string {
+	t.Helper()
+	it, err := s.SeekTags([]byte(tag), nil, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var keys []string
+	for len(keys) < count && it.Next() {
+		keys = append(keys, string(it.Key()))
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	it.CacheTagPage([]byte(tag), len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
+	return keys
+}
+
+func cached(s *Store, tag string, count int) (keys []string, ok bool) {
+	ok = s.CachedTagKeys([]byte(tag), count, func(k []byte) { keys = append(keys, string(k)) })
+	return keys, ok
+}
+
+func putTags(t *testing.T, s *Store, tag string, keys ...string) {
+	t.Helper()
+	b := s.NewBatch()
+	for _, k := range keys {
+		b.PutTag([]byte(tag), []byte(k))
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+}
+
+// TestTagPages: a page answers searches of as many keys as it holds (or
+// any number once complete) until a write touches its tag; writes of
+// other tags leave it; an iterator older than a commit fills nothing.
+func TestTagPages(t *testing.T) {
+	s := openMem(t)
+	putTags(t, s, "a", "k1", "k2", "k3")
+	putTags(t, s, "b", "k9")
+	if _, ok := cached(s, "a", 2); ok {
+		t.Fatal("a page before any search")
+	}
+	if got := readPage(t, s, "a", 2); strings.Join(got, ",") != "k1,k2" {
+		t.Fatalf("read %v", got)
+	}
+	if got, ok := cached(s, "a", 2); !ok || strings.Join(got, ",") != "k1,k2" {
+		t.Fatalf("cached a/2 = %v %v", got, ok)
+	}
+	if got, ok := cached(s, "a", 1); !ok || strings.Join(got, ",") != "k1" {
+		t.Fatalf("cached a/1 = %v %v", got, ok)
+	}
+	if _, ok := cached(s, "a", 3); ok {
+		t.Fatal("an incomplete page of 2 answered a search of 3")
+	}
+	readPage(t, s, "b", 10)
+	if got, ok := cached(s, "b", 100); !ok || strings.Join(got, ",") != "k9" {
+		t.Fatalf("a complete page answers any count: %v %v", got, ok)
+	}
+	// A write of b leaves a's page; one of a removes it.
+	putTags(t, s, "b", "k8")
+	if _, ok := cached(s, "b", 10); ok {
+		t.Fatal("b's page survived a write of b")
+	}
+	if s.tagPages.slot([]byte("a")) != s.tagPages.slot([]byte("b")) {
+		if _, ok := cached(s, "a", 2); !ok {
+			t.Fatal("a's page was dropped by a write of b")
+		}
+	}
+	b := s.NewBatch()
+	b.DeleteTag([]byte("a"), []byte("k1"))
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if _, ok := cached(s, "a", 2); ok {
+		t.Fatal("a's page survived a delete in a")
+	}
+	// An iterator that a commit followed holds an old view: no page.
+	it, err := s.SeekTags([]byte("a"), nil, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putTags(t, s, "c", "k5")
+	it.CacheTagPage([]byte("a"), 1, func(int) []byte { return []byte("k2") }, false)
+	it.Close()
+	if _, ok := cached(s, "a", 1); ok {
+		t.Fatal("a page filled from an iterator older than a commit")
+	}
+	if got := readPage(t, s, "a", 10); strings.Join(got, ",") != "k2,k3" {
+		t.Fatalf("read %v", got)
+	}
+	if got, ok := cached(s, "a", 10); !ok || strings.Join(got, ",") != "k2,k3" {
+		t.Fatalf("cached a = %v %v", got, ok)
+	}
+	if hits, misses, bytes := s.TagPageStats(); hits < 5 || misses < 3 || bytes <= 0 {
+		t.Fatalf("stats: hits %d misses %d bytes %d", hits, misses, bytes)
+	}
+}
+
+// TestTagPagesBounded: pages beyond the limit evict the least recently
+// used; a negative limit disables the cache.
+func TestTagPagesBounded(t *testing.T) {
+	s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), TagPageBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 2000 {
+		putTags(t, s, fmt.Sprintf("t%d", i), "k")
+	}
+	for i := range 2000 {
+		readPage(t, s, fmt.Sprintf("t%d", i), 10)
+	}
+	_, _, bytes := s.TagPageStats()
+	if bytes > 64<<10 || bytes < 32<<10 {
+		t.Fatalf("cache holds %d bytes with a limit of %d", bytes, 64<<10)
+	}
+	if _, ok := cached(s, "t0", 10); ok {
+		t.Fatal("the oldest page was not evicted")
+	}
+	if _, ok := cached(s, "t1999", 10); !ok {
+		t.Fatal("the newest page was evicted")
+	}
+
+	off, err := Open(Options{Dir: "db2", FS: vfs.NewMem(), TagPageBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	putTags(t, off, "a", "k")
+	readPage(t, off, "a", 10)
+	if _, ok := cached(off, "a", 10); ok {
+		t.Fatal("a disabled cache answered")
+	}
+}
