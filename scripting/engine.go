@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sort"
 	"sync"
@@ -16,12 +17,14 @@ import (
 // for concurrent use by many goroutines; each call borrows one state for its
 // duration.
 type Engine struct {
-	mu     sync.Mutex
-	limits Limits
-	gen    uint64 // bumped by SetLimits: older pooled states are discarded
-	free   []*runner
-	closed bool
-	watch  watcher
+	mu     sync.Mutex    // serializes SetLimits and Close
+	limits Limits        // guarded by mu
+	gen    atomic.Uint64 // bumped by SetLimits: older pooled states are discarded
+	closed atomic.Bool
+	// free holds idle states. Calls take and return them with atomic
+	// swaps, so calls on different cores never wait for each other.
+	free  []atomic.Pointer[runner]
+	watch watcher
 
 	cur   atomic.Pointer[Limits] // limits, for reading without mu
 	units atomic.Int64           // budget units used by every call so far
@@ -42,7 +45,7 @@ func NewEngine(l Limits) *Engine {
 	if err := l.Validate(); err != nil {
 		panic(err)
 	}
-	e := &Engine{limits: l}
+	e := &Engine{limits: l, free: make([]atomic.Pointer[runner], max(4, 2*runtime.GOMAXPROCS(0)))}
 	e.cur.Store(&l)
 	return e
 }
@@ -55,14 +58,19 @@ func (e *Engine) SetLimits(l Limits) error {
 	e.mu.Lock()
 	e.limits = l
 	e.cur.Store(&l)
-	e.gen++
-	old := e.free
-	e.free = nil
+	e.gen.Add(1)
 	e.mu.Unlock()
-	for _, r := range old {
-		r.close()
-	}
+	e.drain()
 	return nil
+}
+
+// drain closes the idle states.
+func (e *Engine) drain() {
+	for i := range e.free {
+		if r := e.free[i].Swap(nil); r != nil {
+			r.close()
+		}
+	}
 }
 
 // Limits returns the current limits.
@@ -71,45 +79,49 @@ func (e *Engine) Limits() Limits { return *e.cur.Load() }
 // Close closes the pooled states. Calls still work afterwards but no longer
 // pool their states.
 func (e *Engine) Close() {
-	e.mu.Lock()
-	e.closed = true
-	old := e.free
-	e.free = nil
-	e.mu.Unlock()
-	for _, r := range old {
-		r.close()
-	}
+	e.closed.Store(true)
+	e.drain()
 }
 
-func (e *Engine) maxFree() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
-
+// get takes an idle state, or makes one. The search starts at a random
+// slot so that concurrent calls rarely touch the same one.
 func (e *Engine) get() *runner {
-	e.mu.Lock()
-	for len(e.free) > 0 {
-		r := e.free[len(e.free)-1]
-		e.free[len(e.free)-1] = nil
-		e.free = e.free[:len(e.free)-1]
-		if r.gen == e.gen {
-			e.mu.Unlock()
-			return r
+	gen := e.gen.Load()
+	n := len(e.free)
+	start := rand.IntN(n)
+	for i := range n {
+		slot := &e.free[(start+i)%n]
+		if slot.Load() == nil {
+			continue
 		}
-		r.close()
+		if r := slot.Swap(nil); r != nil {
+			if r.gen == gen {
+				return r
+			}
+			r.close()
+		}
 	}
-	lim, gen := e.limits, e.gen
+	e.mu.Lock()
+	lim, gen := e.limits, e.gen.Load()
 	e.mu.Unlock()
 	return newRunner(e, lim, gen)
 }
 
-// put returns r to the pool, or closes it when it may be unhealthy.
+// put returns r to the pool, or closes it when it may be unhealthy, is
+// from older limits, or the pool is full or closed.
 func (e *Engine) put(r *runner, healthy bool) {
-	if healthy {
-		e.mu.Lock()
-		if !e.closed && r.gen == e.gen && len(e.free) < e.maxFree() {
-			e.free = append(e.free, r)
-			e.mu.Unlock()
-			return
+	if healthy && !e.closed.Load() && r.gen == e.gen.Load() {
+		n := len(e.free)
+		start := rand.IntN(n)
+		for i := range n {
+			if e.free[(start+i)%n].CompareAndSwap(nil, r) {
+				// A Close or SetLimits meanwhile must not leave it idle.
+				if e.closed.Load() || r.gen != e.gen.Load() {
+					e.drain()
+				}
+				return
+			}
 		}
-		e.mu.Unlock()
 	}
 	r.close()
 }

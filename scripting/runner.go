@@ -40,6 +40,7 @@ type budgetCtx struct {
 	deadline  time.Time     // zero: none
 	memOver   *atomic.Bool  // nil: no memory bound
 	attention atomic.Bool   // set by the watcher: deadline passed or heap over the bound
+	watch     watched       // the current call, as the watcher sees it
 	stop      error         // the sentinel that stopped the call
 	closed    chan struct{} // always closed
 }
@@ -145,10 +146,14 @@ func newRunner(e *Engine, lim Limits, gen uint64) *runner {
 	r.protected = make(map[*lua.LTable]bool)
 	r.null = L.NewUserData()
 	r.openSandbox()
+	e.watch.register(&r.bctx)
 	return r
 }
 
-func (r *runner) close() { r.L.Close() }
+func (r *runner) close() {
+	r.eng.watch.unregister(&r.bctx)
+	r.L.Close()
+}
 
 // readonly returns an empty proxy whose reads go to real and whose writes
 // fail. rawset, table.insert and friends refuse it too.
@@ -322,7 +327,7 @@ func (r *runner) end() {
 	r.eng.calls.Add(1)
 	r.eng.units.Add(r.bctx.n)
 	if r.accept {
-		r.eng.watch.exit(&r.bctx, r.memLimit)
+		r.eng.watch.exit(&r.bctx)
 		r.accept = false
 	}
 	r.bctx.memOver = nil

@@ -1,7 +1,10 @@
 package scripting
 
 import (
+	"errors"
+	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -262,4 +265,98 @@ end`))
 		t.Errorf("timeout noticed after %v", d)
 	}
 	checkCounter(t, e)
+}
+
+// TestWatcherConcurrent: with many calls entering and leaving on several
+// goroutines, every runaway accepting call is still stopped by its
+// deadline (the watcher starts and stops as calls come and go, and
+// runners come and go with the pool), quick calls are never stopped, and
+// the watcher ends once no call runs.
+func TestWatcherConcurrent(t *testing.T) {
+	l := testLimits()
+	l.InstructionBudget = 1 << 50
+	l.Timeout = 500 * time.Millisecond // quick calls stay far below it
+	e := NewEngine(l)
+	defer e.Close()
+	h, err := e.Load([]byte(`function apply(event)
+  if event == "spin" then
+    local t = {} t[2e5] = 1 t[2e5] = nil
+    for i = 1, 1e9 do local n = #t end
+  end
+  return 1
+end`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 30 {
+				ev := "quick"
+				if (g+i)%10 == 0 {
+					ev = "spin"
+				}
+				_, _, err := e.Apply(h, nil, []byte(ev), Call{Accept: true})
+				if ev == "spin" {
+					if !errors.Is(err, ErrTimeout) {
+						t.Errorf("runaway call: %v", err)
+					}
+				} else if err != nil {
+					t.Errorf("quick call: %v", err)
+				}
+				if i%7 == 0 {
+					time.Sleep(3 * watchInterval) // let the watcher stop
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.watch.running.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher still runs with no call")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWatcherNudgesEveryCall: calls past their deadline entering from
+// many goroutines, on contexts registered before and after the watcher
+// started, as it starts and stops, are each nudged.
+func TestWatcherNudgesEveryCall(t *testing.T) {
+	var w watcher
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 3))
+			for i := range 200 {
+				c := &budgetCtx{deadline: time.Now().Add(-time.Millisecond)}
+				w.register(c)
+				w.enter(c, 0)
+				deadline := time.Now().Add(10 * time.Second)
+				for !c.attention.Load() {
+					if time.Now().After(deadline) {
+						t.Errorf("goroutine %d call %d: never nudged", g, i)
+						break
+					}
+					time.Sleep(50 * time.Microsecond)
+				}
+				w.exit(c)
+				w.unregister(c)
+				// Often leave the watcher with nothing to do, so that
+				// calls enter while it stops.
+				time.Sleep(time.Duration(r.IntN(int(2 * watchInterval))))
+			}
+		}()
+	}
+	wg.Wait()
+	for deadline := time.Now().Add(5 * time.Second); w.running.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher still runs with no call")
+		}
+	}
 }
