@@ -4,7 +4,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
-	"math/rand/v2"
 	"runtime"
 	"sort"
 	"sync"
@@ -83,14 +82,12 @@ func (e *Engine) Close() {
 	e.drain()
 }
 
-// get takes an idle state, or makes one. The search starts at a random
-// slot so that concurrent calls rarely touch the same one.
+// get takes an idle state, or makes one. Both get and put start at the
+// first slot, so the states in use are the same few, warm in the caches.
 func (e *Engine) get() *runner {
 	gen := e.gen.Load()
-	n := len(e.free)
-	start := rand.IntN(n)
-	for i := range n {
-		slot := &e.free[(start+i)%n]
+	for i := range e.free {
+		slot := &e.free[i]
 		if slot.Load() == nil {
 			continue
 		}
@@ -111,10 +108,8 @@ func (e *Engine) get() *runner {
 // from older limits, or the pool is full or closed.
 func (e *Engine) put(r *runner, healthy bool) {
 	if healthy && !e.closed.Load() && r.gen == e.gen.Load() {
-		n := len(e.free)
-		start := rand.IntN(n)
-		for i := range n {
-			if e.free[(start+i)%n].CompareAndSwap(nil, r) {
+		for i := range e.free {
+			if e.free[i].CompareAndSwap(nil, r) {
 				// A Close or SetLimits meanwhile must not leave it idle.
 				if e.closed.Load() || r.gen != e.gen.Load() {
 					e.drain()
