@@ -33,6 +33,18 @@ func cached(s *Store, tag string, count int) (keys []string, ok bool) {
 	return keys, ok
 }
 
+// readThenCached reads the first count keys of tag, wanting want (keys
+// joined by commas), and then wants the cache to answer the same.
+func readThenCached(t *testing.T, s *Store, tag string, count int, want string) {
+	t.Helper()
+	if got := readPage(t, s, tag, count); strings.Join(got, ",") != want {
+		t.Fatalf("read %s/%d = %v, want %s", tag, count, got, want)
+	}
+	if got, ok := cached(s, tag, count); !ok || strings.Join(got, ",") != want {
+		t.Fatalf("cached %s/%d = %v %v, want %s", tag, count, got, ok, want)
+	}
+}
+
 func putTags(t *testing.T, s *Store, tag string, keys ...string) {
 	t.Helper()
 	b := s.NewBatch()
@@ -55,12 +67,7 @@ func TestTagPages(t *testing.T) {
 	if _, ok := cached(s, "a", 2); ok {
 		t.Fatal("a page before any search")
 	}
-	if got := readPage(t, s, "a", 2); strings.Join(got, ",") != "k1,k2" {
-		t.Fatalf("read %v", got)
-	}
-	if got, ok := cached(s, "a", 2); !ok || strings.Join(got, ",") != "k1,k2" {
-		t.Fatalf("cached a/2 = %v %v", got, ok)
-	}
+	readThenCached(t, s, "a", 2, "k1,k2")
 	if got, ok := cached(s, "a", 1); !ok || strings.Join(got, ",") != "k1" {
 		t.Fatalf("cached a/1 = %v %v", got, ok)
 	}
@@ -101,12 +108,7 @@ func TestTagPages(t *testing.T) {
 	if _, ok := cached(s, "a", 1); ok {
 		t.Fatal("a page filled from an iterator older than a commit")
 	}
-	if got := readPage(t, s, "a", 10); strings.Join(got, ",") != "k2,k3" {
-		t.Fatalf("read %v", got)
-	}
-	if got, ok := cached(s, "a", 10); !ok || strings.Join(got, ",") != "k2,k3" {
-		t.Fatalf("cached a = %v %v", got, ok)
-	}
+	readThenCached(t, s, "a", 10, "k2,k3")
 	if hits, misses, bytes := s.TagPageStats(); hits < 5 || misses < 3 || bytes <= 0 {
 		t.Fatalf("stats: hits %d misses %d bytes %d", hits, misses, bytes)
 	}
