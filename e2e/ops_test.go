@@ -50,6 +50,15 @@ func TestAdminHTTP(t *testing.T) {
 	}
 	c.Do(ctx(t), "LEGION.APPLY", "m0", "bogus")
 	c.Do(ctx(t), "NOSUCH")
+	// The same first page twice: read from storage, then from the cache.
+	for range 2 {
+		if n, err := c.Do(ctx(t), "LEGION.SEARCH", "count:5", "EXACT").Slice(); err != nil || len(n) != 5 {
+			t.Fatalf("search count:5 = %v %v", n, err)
+		}
+	}
+	if info, err := c.Info(ctx(t), "stats").Result(); err != nil || !strings.Contains(info, "search_cache_hits:1\r\n") || !strings.Contains(info, "search_cache_misses:1\r\n") {
+		t.Fatalf("INFO stats = %q (%v), want one search cache hit and one miss", info, err)
+	}
 	base := "http://" + s.Admin
 
 	if code, body := httpGet(t, base+"/healthz"); code != 200 || string(body) != "ok\n" {
@@ -113,6 +122,11 @@ func TestAdminHTTP(t *testing.T) {
 	for _, name := range []string{"legion_handler_instructions_total", "legion_handler_calls_total", "legion_stored_bytes", "legion_pebble_wal_bytes_written_total"} {
 		if v := value(name, nil); v <= 0 {
 			t.Errorf("%s = %v, want > 0", name, v)
+		}
+	}
+	for name, want := range map[string]float64{"legion_search_cache_hits_total": 1, "legion_search_cache_misses_total": 1} {
+		if v := value(name, nil); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
 		}
 	}
 	if v := value("legion_connected_clients", nil); v < 1 {
