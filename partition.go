@@ -520,7 +520,8 @@ func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *parti
 	// The power state keeps no reference to the payload once Event returns
 	// (it copies one that stays pending), nor does the batch: the buffer is
 	// the next event's.
-	payload := event{sha: active.sha, time: db.cfg.Now().UnixMilli(), data: ev}.appendBinary(buf.payload[:0])
+	now := db.cfg.Now().UnixMilli()
+	payload := event{sha: active.sha, time: now, data: ev}.appendBinary(buf.payload[:0])
 	buf.payload = payload
 	newID := p.ps.NextID(db.self)
 	replay, fatalErr := db.replayApply(key)
@@ -536,10 +537,8 @@ func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *parti
 			return replay(state, id, payload)
 		}
 		accepted = true
-		call := scripting.Call{Key: key, Time: db.cfg.Now().UnixMilli(), ID: id.String(), Accept: true}
-		if e, err := decodeEvent(payload); err == nil {
-			call.Time = e.time
-		}
+		// The payload is the one built above: its time is now.
+		call := scripting.Call{Key: key, Time: now, ID: id.String(), Accept: true}
 		newState, out, err := db.engine.Apply(active.h, state, ev, call)
 		if err != nil {
 			return nil, nil, err
