@@ -30,9 +30,13 @@ type tagPages struct {
 	begun        [tagPageSlots]atomic.Uint64
 	done         [tagPageSlots]atomic.Uint64
 
-	mu    sync.Mutex
+	// Searches only read the map (under a read lock) and mark the page
+	// they use; fills take the write lock and evict with the clock
+	// algorithm: the page at the tail is dropped unless it was used since
+	// it last came round, in which case it goes back to the front.
+	mu    sync.RWMutex
 	pages map[string]*tagPage // guarded by mu
-	lru   tagPage             // sentinel of the list, most recent first
+	ring  tagPage             // sentinel of the list, newest first; guarded by mu
 	bytes int64               // guarded by mu
 }
 
@@ -44,14 +48,15 @@ const tagPageSlots = 4096
 const MaxCachedTagPage = 256
 
 // tagPage is the first n keys of one tag in index order; complete means
-// the tag has no others. A page never changes once made.
+// the tag has no others. Its keys never change once made.
 type tagPage struct {
 	tag        string
 	keys       []byte // each key as a uvarint length and its bytes
 	n          int
 	complete   bool
-	gen        uint64 // its slot's begun count when it was filled
-	prev, next *tagPage
+	gen        uint64      // its slot's begun count when it was filled
+	used       atomic.Bool // read since the clock last passed it
+	prev, next *tagPage    // guarded by tagPages.mu
 }
 
 // tagPageOverhead approximates the bytes of a page besides its tag and
@@ -62,7 +67,7 @@ func (c *tagPages) init(limit int64) {
 	c.limit = limit
 	c.seed = maphash.MakeSeed()
 	c.pages = make(map[string]*tagPage)
-	c.lru.prev, c.lru.next = &c.lru, &c.lru
+	c.ring.prev, c.ring.next = &c.ring, &c.ring
 }
 
 func (c *tagPages) slot(tag []byte) uint32 {
@@ -74,13 +79,12 @@ func (c *tagPages) get(tag []byte, count int) *tagPage {
 	if c.limit <= 0 {
 		return nil
 	}
-	c.mu.Lock()
+	c.mu.RLock()
 	p := c.pages[string(tag)]
-	if p != nil {
-		c.unlink(p)
-		c.pushFront(p)
+	c.mu.RUnlock()
+	if p != nil && !p.used.Load() {
+		p.used.Store(true)
 	}
-	c.mu.Unlock()
 	if p == nil || p.gen != c.begun[c.slot(tag)].Load() || p.n < count && !p.complete {
 		c.misses.Add(1)
 		return nil
@@ -99,8 +103,9 @@ func (c *tagPages) token(tag []byte) (uint64, bool) {
 	return begun, done == begun
 }
 
-// put stores p, replacing any page of its tag, and evicts the least
-// recently used pages beyond the limit.
+// put stores p, replacing any page of its tag, and evicts pages beyond
+// the limit: the oldest that has not been read since the clock last
+// passed it.
 func (c *tagPages) put(p *tagPage) {
 	size := int64(len(p.tag) + len(p.keys) + tagPageOverhead)
 	if size > c.limit/8 {
@@ -114,8 +119,15 @@ func (c *tagPages) put(p *tagPage) {
 	c.pages[p.tag] = p
 	c.pushFront(p)
 	c.bytes += size
-	for c.bytes > c.limit && c.lru.prev != &c.lru {
-		c.remove(c.lru.prev)
+	for c.bytes > c.limit && c.ring.prev != &c.ring {
+		q := c.ring.prev
+		if q != p && q.used.Load() {
+			q.used.Store(false)
+			c.unlink(q)
+			c.pushFront(q)
+			continue
+		}
+		c.remove(q)
 	}
 }
 
@@ -131,9 +143,9 @@ func (c *tagPages) unlink(p *tagPage) {
 }
 
 func (c *tagPages) pushFront(p *tagPage) {
-	p.prev, p.next = &c.lru, c.lru.next
-	c.lru.next.prev = p
-	c.lru.next = p
+	p.prev, p.next = &c.ring, c.ring.next
+	c.ring.next.prev = p
+	c.ring.next = p
 }
 
 // eachKey calls fn with each of the page's first count keys, in index order.

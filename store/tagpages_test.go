@@ -114,8 +114,9 @@ func TestTagPages(t *testing.T) {
 	}
 }
 
-// TestTagPagesBounded: pages beyond the limit evict the least recently
-// used; a negative limit disables the cache.
+// TestTagPagesBounded: pages beyond the limit evict the oldest not read
+// since the clock last passed them; a page read often stays; a negative
+// limit disables the cache.
 func TestTagPagesBounded(t *testing.T) {
 	s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), TagPageBytes: 64 << 10})
 	if err != nil {
@@ -127,6 +128,12 @@ func TestTagPagesBounded(t *testing.T) {
 	}
 	for i := range 2000 {
 		readPage(t, s, fmt.Sprintf("t%d", i), 10)
+		// t1 is read all the time: it stays.
+		if i > 1 {
+			if _, ok := cached(s, "t1", 10); !ok {
+				t.Fatalf("after %d pages, t1 (read after each) was evicted", i)
+			}
+		}
 	}
 	_, _, bytes := s.TagPageStats()
 	if bytes > 64<<10 || bytes < 32<<10 {
