@@ -16,18 +16,20 @@ function apply(event, state, ctx)
   return state.count, state
 end`
 
-func benchDB(b *testing.B, src string) *DB {
-	b.Helper()
+// benchDB opens an in-memory DB without fsync, closed when tb ends, with
+// src as its active handler.
+func benchDB(tb testing.TB, src string) *DB {
+	tb.Helper()
 	cfg := DefaultConfig()
 	cfg.InMemory = true
 	cfg.Fsync = FsyncNo
 	db, err := Open(cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { db.Close() })
+	tb.Cleanup(func() { db.Close() })
 	if _, err := db.LoadScript([]byte(src)); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return db
 }

@@ -17,17 +17,7 @@ import (
 // the tag it had throughout the search. Pages are filled and invalidated
 // all the time: every search below is of a first page.
 func TestSearchCacheNeverStale(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.InMemory = true
-	cfg.Fsync = FsyncNo
-	db, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.LoadScript([]byte(batchCounter)); err != nil {
-		t.Fatal(err)
-	}
+	db := benchDB(t, batchCounter)
 	const (
 		keys    = 16
 		writers = 2
