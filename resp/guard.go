@@ -56,6 +56,36 @@ type guardConn struct {
 	// held is the start of a command read from the socket but not yet
 	// given to redcon (see Read).
 	held []byte
+	// readBy and writeBy are the deadlines set on the socket (zero: none).
+	readBy, writeBy time.Time
+}
+
+// refresh moves the read (or write) deadline of the socket to d from now
+// when that is later than the one set by more than d/16, or sooner (the
+// limit shrank), and clears it when d is 0. A deadline is a runtime timer
+// to reorder: moving it on every read and write costs more than the rest
+// of a small command's handling, so each limit holds to within a
+// sixteenth.
+func (g *guardConn) refresh(write bool, d time.Duration) {
+	by := &g.readBy
+	if write {
+		by = &g.writeBy
+	}
+	var want time.Time
+	if d > 0 {
+		want = time.Now().Add(d)
+		if diff := want.Sub(*by); !by.IsZero() && diff >= 0 && diff <= d/16 {
+			return
+		}
+	} else if by.IsZero() {
+		return
+	}
+	*by = want
+	if write {
+		g.Conn.SetWriteDeadline(want)
+	} else {
+		g.Conn.SetReadDeadline(want)
+	}
 }
 
 // Read gives redcon whole commands where it can: the start of a command at
@@ -79,9 +109,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	if len(g.held) > 0 {
 		return n, nil
 	}
-	if idle := time.Duration(g.lim.idle.Load()); idle > 0 {
-		g.Conn.SetReadDeadline(time.Now().Add(idle))
-	}
+	g.refresh(false, time.Duration(g.lim.idle.Load()))
 	m, err := g.Conn.Read(p[n:])
 	if m == 0 {
 		return n, err
@@ -103,9 +131,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
-	if wt := time.Duration(g.lim.writeTimeout.Load()); wt > 0 {
-		g.Conn.SetWriteDeadline(time.Now().Add(wt))
-	}
+	g.refresh(true, time.Duration(g.lim.writeTimeout.Load()))
 	return g.Conn.Write(p)
 }
 

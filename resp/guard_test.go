@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/tidwall/redcon"
 )
@@ -133,5 +134,74 @@ func TestGuardDeliversWholeCommands(t *testing.T) {
 		if parsed[i] != want[i] {
 			t.Fatalf("seed %d: command %d = %.60q, want %.60q", seed, i, parsed[i], want[i])
 		}
+	}
+}
+
+// deadlineConn records the deadlines set on a real (in-memory) connection.
+type deadlineConn struct {
+	net.Conn
+	reads, writes []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.reads = append(c.reads, t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.writes = append(c.writes, t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// TestGuardRefreshesDeadlinesLazily: the guard moves a socket deadline only
+// when it would move by more than a sixteenth of the limit, always when the
+// limit shrinks, and clears it when the limit is turned off.
+func TestGuardRefreshesDeadlinesLazily(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.Copy(io.Discard, b)
+	dc := &deadlineConn{Conn: a}
+	lim := &limits{}
+	lim.writeTimeout.Store(int64(time.Hour))
+	g := &guardConn{Conn: dc, lim: lim}
+	for range 100 {
+		if _, err := g.Write([]byte("+OK\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(dc.writes) != 1 || time.Until(dc.writes[0]) < 59*time.Minute {
+		t.Fatalf("100 writes within a second set the deadline %d times (%v), want once, an hour ahead", len(dc.writes), dc.writes)
+	}
+	// A deadline older than a sixteenth of the limit is moved.
+	g.writeBy = g.writeBy.Add(-5 * time.Minute)
+	g.Write([]byte("+OK\r\n"))
+	if len(dc.writes) != 2 || time.Until(dc.writes[1]) < 59*time.Minute {
+		t.Fatalf("a deadline 5 minutes stale was not moved: %v", dc.writes)
+	}
+	// A shorter limit applies at once.
+	lim.writeTimeout.Store(int64(time.Second))
+	g.Write([]byte("+OK\r\n"))
+	if len(dc.writes) != 3 || time.Until(dc.writes[2]) > time.Second {
+		t.Fatalf("a shorter limit was not applied: %v", dc.writes)
+	}
+	// No limit: the deadline is cleared, once.
+	lim.writeTimeout.Store(0)
+	g.Write([]byte("+OK\r\n"))
+	g.Write([]byte("+OK\r\n"))
+	if len(dc.writes) != 4 || !dc.writes[3].IsZero() {
+		t.Fatalf("turning the limit off did not clear the deadline once: %v", dc.writes)
+	}
+	// Reads follow the idle timeout the same way.
+	lim.idle.Store(int64(time.Minute))
+	go b.Write([]byte("PING\r\nPING\r\n"))
+	buf := make([]byte, 64)
+	for range 2 {
+		if _, err := g.Read(buf[:6]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(dc.reads) != 1 || dc.reads[0].IsZero() {
+		t.Fatalf("two reads set the read deadline %d times, want once: %v", len(dc.reads), dc.reads)
 	}
 }

@@ -87,12 +87,10 @@ type Server struct {
 	lnMu   sync.Mutex
 	ln     net.Listener
 	nextID atomic.Int64
-	// gate is held shared while a command registers in inflight, and
-	// exclusively by Shutdown to set closing, so no Add can race with
-	// Shutdown's Wait.
-	gate     sync.RWMutex
-	inflight sync.WaitGroup
-	closing  atomic.Bool
+	// closing is set by Shutdown, which then waits for every client's busy
+	// flag to drop. A command raises busy before it reads closing, so
+	// either it sees closing and stops, or Shutdown sees it running.
+	closing atomic.Bool
 
 	clientsMu sync.Mutex
 	clients   map[int64]*client // guarded by clientsMu
@@ -168,6 +166,10 @@ type client struct {
 	created time.Time
 	w       writer // owned by the connection's goroutine
 	authed  bool   // owned by the connection's goroutine
+	// busy is raised while a command of the connection runs (see
+	// Server.closing). It is the connection's own, so a command touches
+	// no memory shared with the other connections' to register.
+	busy atomic.Bool
 	// pending holds the durability waits of writes whose replies are
 	// buffered but not yet sent (owned by the connection's goroutine).
 	pending []func() error
@@ -328,16 +330,13 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 			c.view.Close()
 		}
 	}()
-	s.gate.RLock()
+	c.busy.Store(true)
+	defer c.busy.Store(false)
 	if s.closing.Load() && len(c.ahead) == 0 {
-		s.gate.RUnlock()
 		w.errorLine("ERR server is shutting down")
 		conn.WriteRaw(w.b)
 		return
 	}
-	s.inflight.Add(1)
-	s.gate.RUnlock()
-	defer s.inflight.Done()
 	s.stats.commands.Add(1)
 	s.run(c, cmd.Args, w)
 	conn.WriteRaw(w.b)
@@ -487,24 +486,14 @@ func unknownCommand(args [][]byte) string {
 // closes every connection.
 func (s *Server) Shutdown() error {
 	s.lnMu.Lock()
-	s.gate.Lock()
 	if s.closing.Swap(true) {
-		s.gate.Unlock()
 		s.lnMu.Unlock()
 		return nil
 	}
-	s.gate.Unlock()
 	rs := s.rs
 	s.lnMu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.inflight.Wait()
-		close(done)
-	}()
 	var err error
-	select {
-	case <-done:
-	case <-time.After(s.cfg.ShutdownTimeout):
+	if !s.waitIdle(s.cfg.ShutdownTimeout) {
 		err = fmt.Errorf("resp: %d s passed with commands still running", int(s.cfg.ShutdownTimeout/time.Second))
 	}
 	if rs != nil {
@@ -514,6 +503,33 @@ func (s *Server) Shutdown() error {
 		}
 	}
 	return err
+}
+
+// waitIdle waits up to timeout for no command to be running, and reports
+// whether none is. A client that connects later sees closing (the client
+// table's lock orders its registration after this scan's).
+func (s *Server) waitIdle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	pause := 50 * time.Microsecond
+	for {
+		busy := false
+		s.clientsMu.Lock()
+		for _, c := range s.clients {
+			if c.busy.Load() {
+				busy = true
+				break
+			}
+		}
+		s.clientsMu.Unlock()
+		if !busy {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
+	}
 }
 
 func newRunID() string {

@@ -128,3 +128,77 @@ func TestUnknownCommandWording(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownWaitsForRunningCommands: Shutdown lets a running command
+// finish and answer, answers commands arriving meanwhile with an error,
+// and returns only when nothing runs.
+func TestShutdownWaitsForRunningCommands(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	block := &command{name: "block", arity: 1, run: func(s *Server, c *client, args [][]byte, w *writer) {
+		close(started)
+		<-release
+		w.status("DONE")
+	}}
+	srv, c := startInProcess(t, &lockedBuffer{}, block)
+	ctx := context.Background()
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr().String(), MaxRetries: -1})
+	defer other.Close()
+	if err := other.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	reply := make(chan string, 1)
+	go func() {
+		s, err := c.Do(ctx, "BLOCK").Text()
+		if err != nil {
+			s = err.Error()
+		}
+		reply <- s
+	}()
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Shutdown() }()
+	// Shutdown sets closing at once: the other connection's next command
+	// is refused while BLOCK still runs.
+	for {
+		err := other.Ping(ctx).Err()
+		if err != nil && strings.Contains(err.Error(), "shutting down") {
+			break
+		}
+		if err != nil {
+			t.Fatalf("PING during shutdown: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned (%v) while a command was running", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if s := <-reply; s != "DONE" {
+		t.Fatalf("the running command answered %q, want DONE", s)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestShutdownTimeout: a command that outlives ShutdownTimeout makes
+// Shutdown report it rather than wait forever.
+func TestShutdownTimeout(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	block := &command{name: "block", arity: 1, run: func(s *Server, c *client, args [][]byte, w *writer) {
+		close(started)
+		<-release
+		w.status("DONE")
+	}}
+	srv, c := startInProcess(t, &lockedBuffer{}, block)
+	srv.cfg.ShutdownTimeout = 50 * time.Millisecond
+	go c.Do(context.Background(), "BLOCK")
+	<-started
+	err := srv.Shutdown()
+	if err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("Shutdown with a command stuck = %v, want an error saying commands are still running", err)
+	}
+}

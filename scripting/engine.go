@@ -24,15 +24,12 @@ type Engine struct {
 	// swaps, so calls on different cores never wait for each other.
 	free  []atomic.Pointer[runner]
 	watch watcher
-
 	cur   atomic.Pointer[Limits] // limits, for reading without mu
-	units atomic.Int64           // budget units used by every call so far
-	calls atomic.Int64           // calls run so far
 }
 
 // Usage returns the calls run and the instruction-budget units they used
 // (VM instructions plus library charges), since NewEngine.
-func (e *Engine) Usage() (calls, units int64) { return e.calls.Load(), e.units.Load() }
+func (e *Engine) Usage() (calls, units int64) { return e.watch.usage() }
 
 // NewEngine returns an engine with the given limits. The zero Limits means
 // DefaultLimits(); any other value must pass Validate, else NewEngine

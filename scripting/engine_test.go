@@ -393,3 +393,47 @@ func encodeLuaHelper(t *testing.T, expr string) ([]byte, int64, error, string) {
 	defer L.Close()
 	return encodeLua(luaValue(t, L, expr), 1<<20, false, ErrStateSize, "state")
 }
+
+// TestUsageSurvivesRunners: Usage counts every call and its budget units
+// exactly, across runners running concurrently and runners closed when the
+// limits change.
+func TestUsageSurvivesRunners(t *testing.T) {
+	e := NewEngine(testLimits())
+	defer e.Close()
+	h, err := e.Load([]byte(`function apply(event) local n = 0 for i = 1, 10 do n = n + i end return n end`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func() {
+		if _, _, err := e.Apply(h, nil, []byte("x"), Call{Accept: true}); err != nil {
+			t.Error(err)
+		}
+	}
+	calls0, units0 := e.Usage() // loading ran the chunk
+	call()
+	calls, units := e.Usage()
+	per := units - units0
+	if calls != calls0+1 || per <= 0 {
+		t.Fatalf("one call took Usage from %d calls, %d units to %d, %d", calls0, units0, calls, units)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				call()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := e.SetLimits(testLimits()); err != nil { // closes the idle runners
+		t.Fatal(err)
+	}
+	for range 9 {
+		call()
+	}
+	if calls, units := e.Usage(); calls != calls0+210 || units != units0+210*per {
+		t.Fatalf("Usage = %d calls, %d units; want %d calls, %d units", calls, units, calls0+210, units0+210*per)
+	}
+}

@@ -43,6 +43,10 @@ type budgetCtx struct {
 	watch     watched       // the current call, as the watcher sees it
 	stop      error         // the sentinel that stopped the call
 	closed    chan struct{} // always closed
+	// calls and units total the runner's calls and their budget units.
+	// Only the runner's owner writes them; Engine.Usage sums them over
+	// every runner, so calls on different cores share no counter.
+	calls, units atomic.Int64
 }
 
 func (c *budgetCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
@@ -97,6 +101,8 @@ type runner struct {
 	defsMT       *lua.LTable // {__index = base}: metatable of each call's defs
 	env          *lua.LTable // empty proxy: the chunk's environment and _G
 	envMT        *lua.LTable // {__index = defs, __newindex = defs | envGuard}
+	envIndex     lua.LValue  // envMT's __index now (LNil or a defs table)
+	envNewIndex  lua.LValue  // envMT's __newindex now
 	envGuard     *lua.LFunction
 	ctxProxy     *lua.LTable
 	null         *lua.LUserData // cjson.null
@@ -269,6 +275,7 @@ func (r *runner) openSandbox() {
 	r.protected[r.envMT] = true
 	r.env = L.CreateTable(0, 0)
 	r.env.Metatable = r.envMT
+	r.envIndex, r.envNewIndex = lua.LNil, lua.LNil
 	r.base.RawSetString("_G", r.env)
 }
 
@@ -324,8 +331,8 @@ func floorDiv(a, b int64) int64 {
 // end drops every reference to the call's values so that a pooled runner
 // pins nothing.
 func (r *runner) end() {
-	r.eng.calls.Add(1)
-	r.eng.units.Add(r.bctx.n)
+	r.bctx.calls.Store(r.bctx.calls.Load() + 1)
+	r.bctx.units.Store(r.bctx.units.Load() + r.bctx.n)
 	if r.accept {
 		r.eng.watch.exit(&r.bctx)
 		r.accept = false
@@ -334,6 +341,10 @@ func (r *runner) end() {
 	r.bctx.attention.Store(false)
 	r.L.SetTop(0)
 	r.results = [2]lua.LValue{}
+	// A stateless chunk's globals stay the environment's fallback: they
+	// are kept for the runner's next calls anyway, and the next call of
+	// the same handler then has nothing to set.
+	kept := r.pureUsed
 	if r.pureUsed {
 		r.defs, r.pureUsed = nil, false
 	}
@@ -355,8 +366,9 @@ func (r *runner) end() {
 		}
 	}
 	r.defs = nil
-	r.envMT.RawSetString("__index", lua.LNil)
-	r.envMT.RawSetString("__newindex", lua.LNil)
+	if !kept {
+		r.setEnv(lua.LNil, lua.LNil)
+	}
 	r.ids = nil
 	r.ctxKey, r.ctxID, r.ctxSHA = "", "", ""
 }
@@ -380,8 +392,7 @@ func (r *runner) runChunk(proto *lua.FunctionProto, isStateless bool) *Error {
 	if isStateless {
 		if pd, ok := r.pure[proto]; ok {
 			r.defs, r.pureUsed = pd.defs, true
-			r.envMT.RawSetString("__index", pd.defs)
-			r.envMT.RawSetString("__newindex", r.envGuard)
+			r.setEnv(pd.defs, r.envGuard)
 			r.bctx.n += pd.units
 			return nil
 		}
@@ -414,18 +425,31 @@ func (r *runner) runChunk(proto *lua.FunctionProto, isStateless bool) *Error {
 func (r *runner) execChunk(proto *lua.FunctionProto, defs *lua.LTable) *Error {
 	L := r.L
 	r.defs = defs
-	r.envMT.RawSetString("__index", r.defs)
-	r.envMT.RawSetString("__newindex", r.defs)
+	r.setEnv(defs, defs)
 	fn := L.NewFunctionFromProto(proto)
 	fn.Env = r.env
 	L.SetTop(0)
 	L.Push(fn)
 	err := L.PCall(0, 0, nil)
-	r.envMT.RawSetString("__newindex", r.envGuard)
+	r.setEnv(defs, r.envGuard)
 	if err != nil || r.bctx.stop != nil {
 		return r.failure(err)
 	}
 	return nil
+}
+
+// setEnv points the environment's metatable at index (reads of globals
+// the chunk did not define) and newindex (writes of globals), skipping
+// what is set already.
+func (r *runner) setEnv(index, newindex lua.LValue) {
+	if index != r.envIndex {
+		r.envMT.RawSetString("__index", index)
+		r.envIndex = index
+	}
+	if newindex != r.envNewIndex {
+		r.envMT.RawSetString("__newindex", newindex)
+		r.envNewIndex = newindex
+	}
 }
 
 func (r *runner) global(name string) lua.LValue {

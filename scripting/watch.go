@@ -29,10 +29,12 @@ const watchInterval = time.Millisecond
 // nudge: the call itself checks its budget, the heap bound and its own
 // deadline when raised, so a nudge meant for an earlier call is harmless.
 type watcher struct {
-	mu      sync.Mutex
-	ctxs    map[*budgetCtx]struct{} // every live runner's context; guarded by mu
-	running atomic.Bool             // a loop goroutine is running
-	memOver atomic.Bool
+	mu   sync.Mutex
+	ctxs map[*budgetCtx]struct{} // every live runner's context; guarded by mu
+	// retired holds the usage of runners closed so far; guarded by mu.
+	retiredCalls, retiredUnits int64
+	running                    atomic.Bool // a loop goroutine is running
+	memOver                    atomic.Bool
 }
 
 // watched is what a context shows the watcher about its current call.
@@ -55,7 +57,22 @@ func (w *watcher) register(c *budgetCtx) {
 func (w *watcher) unregister(c *budgetCtx) {
 	w.mu.Lock()
 	delete(w.ctxs, c)
+	w.retiredCalls += c.calls.Load()
+	w.retiredUnits += c.units.Load()
 	w.mu.Unlock()
+}
+
+// usage sums the calls run and the budget units they used over every
+// runner, live or closed.
+func (w *watcher) usage() (calls, units int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	calls, units = w.retiredCalls, w.retiredUnits
+	for c := range w.ctxs {
+		calls += c.calls.Load()
+		units += c.units.Load()
+	}
+	return calls, units
 }
 
 // enter starts watching c's call; c.deadline is set.
