@@ -175,6 +175,10 @@ func (b *bench) markdown() string {
 		}
 		bySection[l.section] = append(bySection[l.section], l)
 	}
+	// The one-thread comparisons, gathered from several workloads, last.
+	if i := slices.Index(sections, oneThreadSection); i >= 0 {
+		sections = append(slices.Delete(sections, i, i+1), oneThreadSection)
+	}
 	for _, section := range sections {
 		fmt.Fprintf(&s, "\n## %s\n\n| work | unit | legion | redis | legion/redis | runs (legion; redis) |\n|---|---|---:|---:|---:|---|\n", section)
 		var notes []string

@@ -24,6 +24,7 @@ type proc struct {
 	port int
 	dir  string
 	args []string
+	env  []string // added to the environment
 }
 
 func freePort() int {
@@ -139,6 +140,9 @@ func (p *proc) restart(b *bench) time.Duration {
 		bin = "redis-server"
 	}
 	p.cmd = exec.Command(bin, p.args...)
+	if len(p.env) > 0 {
+		p.cmd.Env = append(os.Environ(), p.env...)
+	}
 	if p.name == "legion" {
 		p.cmd.Stderr = os.Stderr
 	}

@@ -84,26 +84,71 @@ func (b *bench) ping() {
 	defer lg.stop()
 	defer rd.stop()
 	for _, pipeline := range []int{1, 16} {
-		n := b.scale(200000 * pipeline / 4)
-		if pipeline == 1 {
-			n = b.scale(200000)
-		}
-		rps, p50, p99 := &line{section: "PING", name: fmt.Sprintf("PING, 50 clients, pipeline %d", pipeline), unit: "ops/s", higherIsBetter: true},
-			&line{section: "PING", name: fmt.Sprintf("PING p50, pipeline %d", pipeline), unit: "ms"},
-			&line{section: "PING", name: fmt.Sprintf("PING p99, pipeline %d", pipeline), unit: "ms"}
-		for r := 0; r < b.opts.runs; r++ {
-			for _, p := range []*proc{lg, rd} {
-				res := b.redisBenchmark(p, 50, n, pipeline, 0, "PING")
-				rps.add(p, res.rps)
-				p50.add(p, res.p50)
-				p99.add(p, res.p99)
-			}
-		}
-		b.add(rps)
-		b.add(p50)
-		b.add(p99)
+		n := b.pingRequests(pipeline)
+		b.compare("PING", fmt.Sprintf("PING, 50 clients, pipeline %d", pipeline), "PING ", true, lg, rd, n, pipeline, 0, []string{"PING"}, []string{"PING"})
 		b.command("redis-benchmark -c 50 -n %d -P %d PING", n, pipeline)
 	}
+	b.oneThread(lg, func(section string) {
+		for _, pipeline := range []int{1, 16} {
+			b.compare(section, fmt.Sprintf("PING, 50 clients, pipeline %d", pipeline), "PING ", true, lg, rd, b.pingRequests(pipeline), pipeline, 0, []string{"PING"}, []string{"PING"})
+		}
+	})
+}
+
+func (b *bench) pingRequests(pipeline int) int {
+	if pipeline == 1 {
+		return b.scale(200000)
+	}
+	return b.scale(200000 * pipeline / 4)
+}
+
+// oneThreadSection holds the runs of legion-server limited to one thread.
+const oneThreadSection = "legion-server on one thread (GOMAXPROCS=1), the same work"
+
+// oneThread restarts lg on its data with GOMAXPROCS=1, runs measure into
+// the one-thread section, and restarts it as it was. On a machine this
+// small, the load generator competes with the server's threads for the
+// cores: these lines show what the server does when it leaves the
+// generator a core of its own, as Redis, single-threaded, does.
+func (b *bench) oneThread(lg *proc, measure func(section string)) {
+	lg.env = []string{"GOMAXPROCS=1"}
+	lg.restart(b)
+	first := len(b.report.lines)
+	measure(oneThreadSection)
+	for _, l := range b.report.lines[first:] {
+		l.note = "Legion restarted on the same data with `GOMAXPROCS=1`, against the same Redis, alternating as above. " +
+			"redis-benchmark needs a core of this machine's two: Redis, single-threaded, leaves it one, while Legion's two threads " +
+			"contend with it, and the Go runtime wakes its idle thread for each short burst of work. " +
+			"These lines are for comparison; the targets are measured with the default (all cores)."
+	}
+	lg.env = nil
+	lg.restart(b)
+}
+
+// compare runs the same work on both servers, alternating, and adds its
+// throughput, p50 (if withP50) and p99 lines to section. prefix starts the
+// names of the latency lines.
+func (b *bench) compare(section, name, prefix string, withP50 bool, lg, rd *proc, n, pipeline, keyspace int, legionCmd, redisCmd []string) {
+	rps := &line{section: section, name: name, unit: "ops/s", higherIsBetter: true}
+	p50 := &line{section: section, name: fmt.Sprintf("%sp50, pipeline %d", prefix, pipeline), unit: "ms"}
+	p99 := &line{section: section, name: fmt.Sprintf("%sp99, pipeline %d", prefix, pipeline), unit: "ms"}
+	for r := 0; r < b.opts.runs; r++ {
+		for _, p := range []*proc{lg, rd} {
+			cmd := legionCmd
+			if p == rd {
+				cmd = redisCmd
+			}
+			res := b.redisBenchmark(p, 50, n, pipeline, keyspace, cmd...)
+			rps.add(p, res.rps)
+			p50.add(p, res.p50)
+			p99.add(p, res.p99)
+		}
+	}
+	b.add(rps)
+	if withP50 {
+		b.add(p50)
+	}
+	b.add(p99)
 }
 
 func (l *line) add(p *proc, v float64) {
@@ -120,27 +165,20 @@ func (b *bench) counter() {
 		b.load(lg, legionCounter)
 		sha := b.load(rd, redisCounter)
 		section := "Counter (" + mode.name + ")"
-		for _, pipeline := range []int{1, 16} {
-			n := b.scale(100000)
-			if pipeline > 1 {
-				n = b.scale(400000)
+		apply := []string{"LEGION.APPLY", "key:__rand_int__", "incr"}
+		evalsha := []string{"EVALSHA", sha, "1", "key:__rand_int__", "incr"}
+		measure := func(section, what string) {
+			for _, pipeline := range []int{1, 16} {
+				n := b.scale(100000)
+				if pipeline > 1 {
+					n = b.scale(400000)
+				}
+				b.compare(section, fmt.Sprintf("%sLEGION.APPLY vs EVALSHA, 50 clients, pipeline %d", what, pipeline), what, true, lg, rd, n, pipeline, b.opts.keys, apply, evalsha)
 			}
-			rps := &line{section: section, name: fmt.Sprintf("LEGION.APPLY vs EVALSHA, 50 clients, pipeline %d", pipeline), unit: "ops/s", higherIsBetter: true}
-			p50 := &line{section: section, name: fmt.Sprintf("p50, pipeline %d", pipeline), unit: "ms"}
-			p99 := &line{section: section, name: fmt.Sprintf("p99, pipeline %d", pipeline), unit: "ms"}
-			for r := 0; r < b.opts.runs; r++ {
-				res := b.redisBenchmark(lg, 50, n, pipeline, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
-				rps.add(lg, res.rps)
-				p50.add(lg, res.p50)
-				p99.add(lg, res.p99)
-				res = b.redisBenchmark(rd, 50, n, pipeline, b.opts.keys, "EVALSHA", sha, "1", "key:__rand_int__", "incr")
-				rps.add(rd, res.rps)
-				p50.add(rd, res.p50)
-				p99.add(rd, res.p99)
-			}
-			b.add(rps)
-			b.add(p50)
-			b.add(p99)
+		}
+		measure(section, "")
+		if mode.name == fsyncOff.name {
+			b.oneThread(lg, func(section string) { measure(section, "counter, fsync off: ") })
 		}
 		b.command("redis-benchmark -c 50 -n N -r %d [-P 16] LEGION.APPLY key:__rand_int__ incr   # legion-server %s", b.opts.keys, strings.Join(mode.legion, " "))
 		b.command("redis-benchmark -c 50 -n N -r %d [-P 16] EVALSHA <counter sha> 1 key:__rand_int__ incr   # redis-server %s", b.opts.keys, strings.Join(mode.redis, " "))
@@ -285,24 +323,19 @@ func (b *bench) search() {
 	rt := b.loadTagged(rd, n, func(pipe redis.Pipeliner, key, tag string) { pipe.EvalSha(b.ctx, sha, []string{key}, tag) })
 	b.add(&line{section: "Search (1000 tags over the partitions)", name: "loading the partitions (pipelined, 8 clients, fsync off)", unit: "partitions/s", higherIsBetter: true,
 		legion: []float64{float64(n) / lt.Seconds()}, redis: []float64{float64(n) / rt.Seconds()}})
-	for _, pipeline := range []int{1, 16} {
-		rps := &line{section: "Search (1000 tags over the partitions)", name: fmt.Sprintf("LEGION.SEARCH t:<tag> EXACT COUNT 10 vs ZRANGEBYLEX idx:t:<tag> - + LIMIT 0 10, pipeline %d", pipeline), unit: "ops/s", higherIsBetter: true}
-		p99 := &line{section: "Search (1000 tags over the partitions)", name: fmt.Sprintf("p99, pipeline %d", pipeline), unit: "ms"}
-		req := b.scale(200000)
-		if pipeline > 1 {
-			req = b.scale(800000)
+	search := []string{"LEGION.SEARCH", "t:__rand_int__", "EXACT", "COUNT", "10"}
+	zrange := []string{"ZRANGEBYLEX", "idx:t:__rand_int__", "-", "+", "LIMIT", "0", "10"}
+	measure := func(section, what string) {
+		for _, pipeline := range []int{1, 16} {
+			req := b.scale(200000)
+			if pipeline > 1 {
+				req = b.scale(800000)
+			}
+			b.compare(section, fmt.Sprintf("%sLEGION.SEARCH t:<tag> EXACT COUNT 10 vs ZRANGEBYLEX idx:t:<tag> - + LIMIT 0 10, pipeline %d", what, pipeline), what, false, lg, rd, req, pipeline, 1000, search, zrange)
 		}
-		for r := 0; r < b.opts.runs; r++ {
-			res := b.redisBenchmark(lg, 50, req, pipeline, 1000, "LEGION.SEARCH", "t:__rand_int__", "EXACT", "COUNT", "10")
-			rps.add(lg, res.rps)
-			p99.add(lg, res.p99)
-			res = b.redisBenchmark(rd, 50, req, pipeline, 1000, "ZRANGEBYLEX", "idx:t:__rand_int__", "-", "+", "LIMIT", "0", "10")
-			rps.add(rd, res.rps)
-			p99.add(rd, res.p99)
-		}
-		b.add(rps)
-		b.add(p99)
 	}
+	measure("Search (1000 tags over the partitions)", "")
+	b.oneThread(lg, func(section string) { measure(section, "search: ") })
 	b.command("redis-benchmark -c 50 -r 1000 [-P 16] LEGION.SEARCH t:__rand_int__ EXACT COUNT 10")
 	b.command("redis-benchmark -c 50 -r 1000 [-P 16] ZRANGEBYLEX idx:t:__rand_int__ - + LIMIT 0 10")
 }
