@@ -224,6 +224,12 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 		// check per table, and the partition cache answers most of them.
 		L0CompactionThreshold: 16,
 		L0StopWritesThreshold: 32,
+		// Without syncs per commit (fsync no or everysec), the log's
+		// pages would stay dirty until the memtable fills, and closing
+		// the log then syncs all of them at once while every commit
+		// waits. Starting their write-back as the log grows leaves that
+		// sync little to do.
+		WALBytesPerSync: 512 << 10,
 	}
 	if events != nil {
 		popts.EventListener = &pebble.EventListener{
