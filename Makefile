@@ -13,7 +13,7 @@ test: deps
 deps:
 	@./.ci/deps
 
-# The benchmark against redis-server (about 10 minutes; not part of test).
+# The benchmark against redis-server (10–15 minutes; not part of test).
 # It needs Debian's redis-server and redis-tools, installed here if missing,
 # and rewrites BENCHMARKS.md.
 bench:
