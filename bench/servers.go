@@ -153,6 +153,30 @@ func (p *proc) restart(b *bench) time.Duration {
 	return time.Since(start)
 }
 
+// cpuTime returns the CPU time the process (all its threads) has used.
+func (p *proc) cpuTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Fields after the command name, which may hold spaces: state is the
+	// first, utime the 12th and stime the 13th.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		log.Fatalf("unexpected /proc stat: %q", b)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		log.Fatalf("unexpected /proc stat: %q", b)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc's CPU times: 100
+// on every Linux architecture Debian builds for.
+const clockTicks = 100
+
 // rss returns the resident memory of the process in bytes.
 func (p *proc) rss() int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
@@ -201,6 +225,7 @@ func (p *proc) diskUsage() int64 {
 // result is one redis-benchmark measurement.
 type result struct {
 	rps, p50, p99 float64
+	cpuPerOp      float64 // the server's CPU time per request, µs
 }
 
 // redisBenchmark runs redis-benchmark against p and parses its CSV.
@@ -211,10 +236,12 @@ func (b *bench) redisBenchmark(p *proc, clients, requests, pipeline, keyspace in
 		argv = append(argv, "-r", strconv.Itoa(keyspace))
 	}
 	argv = append(argv, args...)
+	cpu := p.cpuTime()
 	out, err := exec.Command("redis-benchmark", argv...).Output()
 	if err != nil {
 		log.Fatalf("redis-benchmark %v: %v\n%s", argv, err, out)
 	}
+	cpu = p.cpuTime() - cpu
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) < 2 {
 		log.Fatalf("redis-benchmark %v printed %q", argv, out)
@@ -230,5 +257,5 @@ func (b *bench) redisBenchmark(p *proc, clients, requests, pipeline, keyspace in
 	if len(f) < 8 {
 		log.Fatalf("redis-benchmark output %q", lines[len(lines)-1])
 	}
-	return result{rps: unq(1), p50: unq(4), p99: unq(6)}
+	return result{rps: unq(1), p50: unq(4), p99: unq(6), cpuPerOp: float64(cpu.Microseconds()) / float64(requests)}
 }

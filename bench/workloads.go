@@ -116,6 +116,9 @@ func (b *bench) oneThread(lg *proc, measure func(section string)) {
 	first := len(b.report.lines)
 	measure(oneThreadSection)
 	for _, l := range b.report.lines[first:] {
+		if l.note != "" {
+			continue
+		}
 		l.note = "Legion restarted on the same data with `GOMAXPROCS=1`, against the same Redis, alternating as above. " +
 			"redis-benchmark needs a core of this machine's two: Redis, single-threaded, leaves it one, while Legion's two threads " +
 			"contend with it, and the Go runtime wakes its idle thread for each short burst of work. " +
@@ -132,6 +135,8 @@ func (b *bench) compare(section, name, prefix string, withP50 bool, lg, rd *proc
 	rps := &line{section: section, name: name, unit: "ops/s", higherIsBetter: true}
 	p50 := &line{section: section, name: fmt.Sprintf("%sp50, pipeline %d", prefix, pipeline), unit: "ms"}
 	p99 := &line{section: section, name: fmt.Sprintf("%sp99, pipeline %d", prefix, pipeline), unit: "ms"}
+	cpu := &line{section: section, name: fmt.Sprintf("%sserver CPU per request, pipeline %d", prefix, pipeline), unit: "µs",
+		note: "Server CPU per request is the CPU time of the server process (all its threads) during a run, divided by the requests of the run."}
 	for r := 0; r < b.opts.runs; r++ {
 		for _, p := range []*proc{lg, rd} {
 			cmd := legionCmd
@@ -142,6 +147,7 @@ func (b *bench) compare(section, name, prefix string, withP50 bool, lg, rd *proc
 			rps.add(p, res.rps)
 			p50.add(p, res.p50)
 			p99.add(p, res.p99)
+			cpu.add(p, res.cpuPerOp)
 		}
 	}
 	b.add(rps)
@@ -149,6 +155,7 @@ func (b *bench) compare(section, name, prefix string, withP50 bool, lg, rd *proc
 		b.add(p50)
 	}
 	b.add(p99)
+	b.add(cpu)
 }
 
 func (l *line) add(p *proc, v float64) {
