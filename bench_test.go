@@ -83,6 +83,37 @@ func BenchmarkApplyCounter(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyBatch is a pipeline of 16 events on random keys of 1000,
+// as the server applies a client's pipelined LEGION.APPLY; one op is one
+// event.
+func BenchmarkApplyBatch(b *testing.B) {
+	db := benchDB(b, benchCounter)
+	keys := make([][]byte, 1000)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("key:%d", i))
+	}
+	ctx := context.Background()
+	ev := []byte("incr")
+	r := rand.New(rand.NewPCG(1, 2))
+	writes := make([]Write, 16)
+	results := make([]Result, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n += len(writes) {
+		for i := range writes {
+			writes[i] = Write{Key: keys[r.IntN(len(keys))], Event: ev, Mode: Consistent}
+		}
+		if err := db.ApplyBatch(ctx, writes, results)(); err != nil {
+			b.Fatal(err)
+		}
+		for _, res := range results {
+			if res.Err != nil {
+				b.Fatal(res.Err)
+			}
+		}
+	}
+}
+
 // BenchmarkApplyParallel runs events on different keys from all cores.
 func BenchmarkApplyParallel(b *testing.B) {
 	db := benchDB(b, benchCounter)

@@ -352,6 +352,7 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 		held       = heldBuf[:0]
 		partsBuf   [1]*batchPartition
 		parts      = partsBuf[:0]
+		slab       []batchPartition // where parts are allocated, a few at a time
 		byKey      map[string]*batchPartition
 		partStored int64
 		stored     int64
@@ -399,7 +400,12 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 		if err != nil {
 			return nil, err
 		}
-		x := &batchPartition{p: p}
+		if len(slab) == 0 {
+			slab = make([]batchPartition, min(len(writes), 16))
+		}
+		x := &slab[0]
+		slab = slab[1:]
+		x.p = p
 		parts = append(parts, x)
 		switch {
 		case byKey != nil:

@@ -255,6 +255,20 @@ func (d *decoder) nodes() []NodeID {
 	if n == 0 {
 		return nil
 	}
+	if n == len(d.intern) && d.bad == "" {
+		// Most sets are exactly the interned one (a node's own partitions
+		// list it alone): share it. Node sets are never modified in place,
+		// and the capped slice makes any append copy.
+		rest, same := d.b, true
+		for i := 0; i < n && same; i++ {
+			same = d.node() == d.intern[i] && d.bad == ""
+		}
+		if same {
+			return d.intern[:n:n]
+		}
+		d.b = rest
+		d.bad = ""
+	}
 	set := make([]NodeID, n)
 	for i := range set {
 		set[i] = d.node()

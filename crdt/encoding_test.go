@@ -281,3 +281,36 @@ func TestDecodeInterned(t *testing.T) {
 		t.Error("a truncated state decoded")
 	}
 }
+
+// TestDecodeInternedSet: a node set equal to the known one is the known
+// slice itself, capped so that appending to it copies; a set of the same
+// size that differs is decoded on its own, and a state's pending acks are
+// interned against its participants.
+func TestDecodeInternedSet(t *testing.T) {
+	known := nodes("a", "self")
+	for _, parts := range [][]NodeID{nodes("a", "self"), nodes("b", "self"), nodes("a", "b"), nodes("self")} {
+		ps := New(parts, []byte("v"))
+		if _, _, _, err := ps.Event(parts[0], []byte("x"), appendApply); err != nil {
+			t.Fatal(err)
+		}
+		b := enc(ps)
+		got, err := DecodeInterned(b, known)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(enc(got), b) {
+			t.Fatalf("participants %q: interned decode = %s, want %s", parts, dump(got), dump(ps))
+		}
+		gp := got.Infimum().Participants
+		shared := unsafe.SliceData(gp) == unsafe.SliceData(known)
+		if want := slices.Equal(parts, known); shared != want {
+			t.Fatalf("participants %q: shares the known set = %v, want %v", parts, shared, want)
+		}
+		if shared && cap(gp) != len(gp) {
+			t.Fatalf("a shared set has room to append in place (cap %d, len %d)", cap(gp), len(gp))
+		}
+	}
+	if !slices.Equal(known, nodes("a", "self")) {
+		t.Fatalf("decoding changed the known set: %q", known)
+	}
+}
