@@ -93,6 +93,12 @@ type Config struct {
 	// memtable filling, one flushing or kept for reuse). Default 8 MiB;
 	// from 1 MiB to 1 GiB.
 	MemtableBytes int64
+	// FsyncMinInterval, with FsyncAlways, is the least time from the end
+	// of one sync to the start of the next, so that more commits share
+	// each: fewer syncs cost less CPU under many concurrent writers, but a
+	// lone writer waits up to this long more per write. 0 (the default)
+	// syncs as soon as a commit asks; at most 10ms.
+	FsyncMinInterval time.Duration
 	// SearchCacheBytes bounds the cache of the first pages of exact tags
 	// (on the Go heap): such a search is answered from it while no write
 	// has changed the tag since. Default 4 MiB; negative disables it.
@@ -172,6 +178,9 @@ func (c Config) Validate() error {
 	if c.MemtableBytes != 0 && (c.MemtableBytes < 1<<20 || c.MemtableBytes > 1<<30) {
 		return fmt.Errorf("legion: memtable size %d is out of range (1 MiB to 1 GiB)", c.MemtableBytes)
 	}
+	if c.FsyncMinInterval < 0 || c.FsyncMinInterval > 10*time.Millisecond {
+		return fmt.Errorf("legion: fsync min interval %v is out of range (0 to 10ms)", c.FsyncMinInterval)
+	}
 	if len(c.NodeID) > 255 {
 		return errors.New("legion: node id longer than 255 bytes")
 	}
@@ -228,13 +237,14 @@ func Open(cfg Config) (*DB, error) {
 		fs = vfs.NewMem()
 	}
 	st, err := store.Open(store.Options{
-		Dir:           cfg.DataDir,
-		FS:            fs,
-		Sync:          cfg.Fsync,
-		CacheBytes:    cfg.BlockCacheBytes,
-		MemtableBytes: cfg.MemtableBytes,
-		TagPageBytes:  cfg.SearchCacheBytes,
-		Logger:        cfg.Logger,
+		Dir:             cfg.DataDir,
+		FS:              fs,
+		Sync:            cfg.Fsync,
+		CacheBytes:      cfg.BlockCacheBytes,
+		MemtableBytes:   cfg.MemtableBytes,
+		SyncMinInterval: cfg.FsyncMinInterval,
+		TagPageBytes:    cfg.SearchCacheBytes,
+		Logger:          cfg.Logger,
 	})
 	if err != nil {
 		return nil, err

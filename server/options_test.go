@@ -54,18 +54,18 @@ in-memory = false
 
 func TestOptionValues(t *testing.T) {
 	var out bytes.Buffer
-	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--memtable-size", "16mb", "--search-cache-size", "0", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
+	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--memtable-size", "16mb", "--fsync-min-interval", "100us", "--search-cache-size", "0", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.SearchCacheBytes >= 0 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
+	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.FsyncMinInterval != 100*time.Microsecond || cfg.DB.SearchCacheBytes >= 0 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
 		t.Fatalf("parsed: %+v", cfg)
 	}
 	cfg, _, err = ParseArgs([]string{"--in-memory=no"}, env(nil), &out)
 	if err != nil || cfg.DB.InMemory {
 		t.Fatalf("--in-memory=no: %v %v", cfg.DB.InMemory, err)
 	}
-	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 {
+	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != 0 {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
@@ -82,6 +82,8 @@ func TestOptionErrors(t *testing.T) {
 		{args: []string{"--port", "70000"}, wantErr: "--port: want an integer from 0 to 65535"},
 		{args: []string{"--fsync", "sometimes"}, wantErr: "--fsync"},
 		{args: []string{"--cache-size", "lots"}, wantErr: "--cache-size: want a size"},
+		{args: []string{"--fsync-min-interval", "soon"}, wantErr: "--fsync-min-interval: want a duration"},
+		{args: []string{"--fsync-min-interval", "20ms"}, wantErr: "fsync min interval 20ms is out of range (0 to 10ms)"},
 		{args: []string{"--nosuch"}, wantErr: "flag provided but not defined"},
 		{args: []string{"stray"}, wantErr: `unexpected argument "stray"`},
 		{env: map[string]string{"LEGION_MAXCLIENTS": "0"}, wantErr: "LEGION_MAXCLIENTS"},

@@ -97,6 +97,10 @@ type Options struct {
 	CacheBytes int64
 	// MemtableBytes is the largest size of a memtable; 0 means 8 MiB.
 	MemtableBytes int64
+	// SyncMinInterval is the least time between the end of one log sync
+	// and the start of the next: the commits arriving meanwhile share the
+	// next. 0 syncs as soon as a commit asks.
+	SyncMinInterval time.Duration
 	// TagPageBytes bounds the cache of the first keys of exact tags
 	// (CachedTagKeys); 0 means 4 MiB, negative disables it.
 	TagPageBytes int64
@@ -230,6 +234,9 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 		// waits. Starting their write-back as the log grows leaves that
 		// sync little to do.
 		WALBytesPerSync: 512 << 10,
+	}
+	if d := opts.SyncMinInterval; d > 0 {
+		popts.WALMinSyncInterval = func() time.Duration { return d }
 	}
 	if events != nil {
 		popts.EventListener = &pebble.EventListener{

@@ -637,3 +637,28 @@ func TestMissingPartitionAnsweredByFilters(t *testing.T) {
 		t.Errorf("ReadPartition(p:1234) = %q %q %v %v", recs.Snapshot, recs.Tags, ok, err)
 	}
 }
+
+// TestSyncMinInterval: with a least interval between log syncs, commits
+// that each wait for their sync, one after another, are spaced by it. The
+// check is a lower bound on the time taken, which no slow machine breaks.
+func TestSyncMinInterval(t *testing.T) {
+	const gap = 20 * time.Millisecond
+	s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Sync: SyncAlways, SyncMinInterval: gap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	for i := range 6 {
+		b := s.NewBatch()
+		b.PutSnapshot(1, []byte("k"), []byte{byte(i)})
+		err := b.Commit()
+		b.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took < 5*gap {
+		t.Fatalf("6 synced commits took %v, less than 5 intervals of %v: the interval is not applied", took, gap)
+	}
+}
