@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestQuickRun runs the benchmark in quick mode against real servers, as
+// `go run ./bench -quick` does, and checks that the report has every
+// section and a positive median for every line: the benchmark keeps
+// working as the server changes. Its figures are not measurements.
+func TestQuickRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "report.md")
+	cmd := exec.Command("go", "run", "./bench", "-quick", "-out", out)
+	cmd.Dir = ".."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go run ./bench -quick: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := string(b)
+	for _, section := range []string{"## PING", "## Counter (legion --fsync always", "## Counter (fsync off", "## Counter against PING",
+		"## Large state (~1 MiB partition, 1 client", "## Large state (~1 MiB partition, 8 client", "## Search", "## Footprint",
+		"## " + oneThreadSection, "## Commands"} {
+		if !strings.Contains(report, section) {
+			t.Errorf("the report has no section %q", section)
+		}
+	}
+	row := regexp.MustCompile(`^\| (.+) \| (\S+) \| ([0-9.]+|—) \| ([0-9.]+|—) \| (\S+) \|`)
+	rows := 0
+	for _, l := range strings.Split(report, "\n") {
+		m := row.FindStringSubmatch(l)
+		if m == nil || m[1] == "work" {
+			continue
+		}
+		rows++
+		for _, v := range m[3:5] {
+			if f, err := strconv.ParseFloat(v, 64); err != nil || f <= 0 {
+				t.Errorf("line %q: median %q is not a positive number", m[1], v)
+			}
+		}
+	}
+	if rows < 60 {
+		t.Errorf("the report has %d lines of figures, want at least 60:\n%s", rows, report)
+	}
+}
