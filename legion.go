@@ -99,9 +99,10 @@ type Config struct {
 	// lone writer waits up to this long more per write. 0 (the default)
 	// syncs as soon as a commit asks; at most 10ms.
 	FsyncMinInterval time.Duration
-	// SearchCacheBytes bounds the cache of the first pages of exact tags
-	// (on the Go heap): such a search is answered from it while no write
-	// has changed the tag since. Default 4 MiB; negative disables it.
+	// SearchCacheBytes bounds the cache of pages of exact tags (on the Go
+	// heap): the first page of a tag, and a page after a key once it has
+	// been read twice; such a search is answered from it while no write has
+	// changed the tag since. Default 4 MiB; negative disables it.
 	SearchCacheBytes int64
 	// Logger receives the DB's messages. Default: discard.
 	Logger *slog.Logger
@@ -435,8 +436,8 @@ type StorageStats struct {
 	// outside the Go heap: its memtables and its cache of blocks.
 	MemtableBytes   uint64
 	BlockCacheBytes int64
-	// SearchCacheHits and SearchCacheMisses count the searches of the
-	// first page of an exact tag that the search cache answered and that
+	// SearchCacheHits and SearchCacheMisses count the searches of an
+	// exact tag (COUNT up to 256) that the search cache answered and that
 	// it could not; SearchCacheBytes is what it holds.
 	SearchCacheHits, SearchCacheMisses, SearchCacheBytes int64
 }

@@ -12,10 +12,11 @@ import (
 )
 
 // TestSearchCacheNeverStale: while writers move keys from tag to tag,
-// searches of the first page of a tag (the cached kind) never show a key
-// under a tag it left before the search began, and always show it under
-// the tag it had throughout the search. Pages are filled and invalidated
-// all the time: every search below is of a first page.
+// searches of a page of a tag (the cached kind) never show a key under a
+// tag it left before the search began, and always show it under the tag
+// it had throughout the search. Pages are filled and invalidated all the
+// time: every search below is of a first page, or of the page after a
+// cursor just below the key.
 func TestSearchCacheNeverStale(t *testing.T) {
 	db := benchDB(t, batchCounter)
 	const (
@@ -39,8 +40,10 @@ func TestSearchCacheNeverStale(t *testing.T) {
 		}
 		return false
 	}
-	search := func(n int64) []Hit {
-		hits, err := db.Search(SearchQuery{Tag: fmt.Appendf(nil, "count:%d", n), Exact: true, Count: 100})
+	// cursor is a key just below key k: "key1" for "key12", "key" for "key5".
+	cursor := func(k int) []byte { kb := key(k); return kb[:len(kb)-1] }
+	search := func(n int64, after []byte) []Hit {
+		hits, err := db.Search(SearchQuery{Tag: fmt.Appendf(nil, "count:%d", n), Exact: true, Count: 100, After: after != nil, AfterKey: after})
 		if err != nil {
 			t.Error(err)
 		}
@@ -96,21 +99,25 @@ func TestSearchCacheNeverStale(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(g), 2))
 			for range reads {
 				k := r.IntN(keys)
+				var after []byte
+				if r.IntN(2) == 0 {
+					after = cursor(k)
+				}
 				s1 := seq[k].Load()
 				n := latest[k].Load()
 				if n == 0 {
 					continue
 				}
 				// The key left count:n-1 before this search began.
-				if has(search(n-1), key(k)) {
-					t.Errorf("%s found under count:%d after it reached %d", key(k), n-1, n)
+				if has(search(n-1, after), key(k)) {
+					t.Errorf("%s found under count:%d (after %q) after it reached %d", key(k), n-1, after, n)
 				}
-				found := has(search(n), key(k))
+				found := has(search(n, after), key(k))
 				if s1%2 == 0 && seq[k].Load() == s1 {
 					// No write of the key began or was in flight.
 					checked.Add(1)
 					if !found {
-						t.Errorf("%s missing from count:%d", key(k), n)
+						t.Errorf("%s missing from count:%d (after %q)", key(k), n, after)
 					}
 				}
 			}
@@ -127,15 +134,17 @@ func TestSearchCacheNeverStale(t *testing.T) {
 	// the cache, and is still right.
 	for k := range keys {
 		n := latest[k].Load()
-		for range 2 {
-			if now, before := search(n), search(n-1); !has(now, key(k)) || has(before, key(k)) {
-				st, _, _ := db.Get(key(k))
-				t.Fatalf("%s (%s) at rest: count:%d = %s, count:%d = %s", key(k), st, n, hitKeys(now), n-1, hitKeys(before))
+		for _, after := range [][]byte{nil, cursor(k)} {
+			for range 3 {
+				if now, before := search(n, after), search(n-1, after); !has(now, key(k)) || has(before, key(k)) {
+					st, _, _ := db.Get(key(k))
+					t.Fatalf("%s (%s) at rest: count:%d = %s, count:%d = %s (after %q)", key(k), st, n, hitKeys(now), n-1, hitKeys(before), after)
+				}
 			}
 		}
 	}
 	after := db.StorageStats()
-	if after.SearchCacheHits-before.SearchCacheHits < keys || after.SearchCacheBytes == 0 {
+	if after.SearchCacheHits-before.SearchCacheHits < 2*keys || after.SearchCacheBytes == 0 {
 		t.Fatalf("searches at rest were not answered by the cache: %+v then %+v", before, after)
 	}
 	t.Logf("cache hits %d, misses %d", after.SearchCacheHits, after.SearchCacheMisses)

@@ -77,10 +77,10 @@ func (v *View) Search(q Query) ([]Hit, error) {
 	if count < 0 || count > MaxCount {
 		return nil, fmt.Errorf("%w: %d (must be 1 to %d)", ErrCount, q.Count, MaxCount)
 	}
-	// The first page of an exact tag may be cached.
-	page := q.Exact && !q.After && q.Keep == nil && count <= store.MaxCachedTagPage
+	// A page of an exact tag may be cached.
+	page := q.Exact && q.Keep == nil && count <= store.MaxCachedTagPage
 	if page {
-		if hits, ok := cachedPage(v.s, q.Tag, count); ok {
+		if hits, ok := cachedPage(v.s, q, count); ok {
 			return hits, nil
 		}
 	}
@@ -121,20 +121,21 @@ func (v *View) Search(q Query) ([]Hit, error) {
 	}
 	if page {
 		// Fewer hits than asked for: the tag has no more.
-		it.CacheTagPage(q.Tag, len(hits), func(i int) []byte { return hits[i].Key }, len(hits) < count)
+		it.CacheTagPage(q.Tag, q.AfterKey, q.After, len(hits), func(i int) []byte { return hits[i].Key }, len(hits) < count)
 	}
 	return hits, nil
 }
 
-// cachedPage answers the first count records of an exact tag from the
-// store's cache of tag pages.
-func cachedPage(s *store.Store, tag []byte, count int) ([]Hit, bool) {
+// cachedPage answers the first count records of q's exact tag (after its
+// key, if it has one) from the store's cache of tag pages.
+func cachedPage(s *store.Store, q Query, count int) ([]Hit, bool) {
+	tag := q.Tag
 	var (
 		hits []Hit
 		buf  []byte
 		t    []byte
 	)
-	ok := s.CachedTagKeys(tag, count, func(key []byte) {
+	ok := s.CachedTagKeys(tag, q.AfterKey, q.After, count, func(key []byte) {
 		if hits == nil {
 			hits = make([]Hit, 0, min(count, 64))
 			buf = make([]byte, 0, len(tag)+min(count, 64)*(len(key)+8))

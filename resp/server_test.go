@@ -141,7 +141,7 @@ func TestShutdownWaitsForRunningCommands(t *testing.T) {
 	}}
 	srv, c := startInProcess(t, &lockedBuffer{}, block)
 	ctx := context.Background()
-	other := redis.NewClient(&redis.Options{Addr: srv.Addr().String(), MaxRetries: -1})
+	other := redis.NewClient(&redis.Options{Addr: c.Options().Addr, MaxRetries: -1})
 	defer other.Close()
 	if err := other.Ping(ctx).Err(); err != nil {
 		t.Fatal(err)

@@ -132,7 +132,7 @@ func options() []option {
 			get: func(c *Config) string { return c.DB.FsyncMinInterval.String() }},
 		sizeOpt("cache-size", "memory for loaded partitions (e.g. 256mb)", func(c *Config) *int64 { return &c.DB.CacheBytes }),
 		sizeOpt("block-cache-size", "pebble's block cache (e.g. 64mb)", func(c *Config) *int64 { return &c.DB.BlockCacheBytes }),
-		{name: "search-cache-size", usage: "memory for the first pages of exact-tag searches, answered without reading storage while their tag is unchanged (0 disables)",
+		{name: "search-cache-size", usage: "memory for pages of exact-tag searches (the first page of a tag, and pages after a key read twice), answered without reading storage while their tag is unchanged (0 disables)",
 			set: func(c *Config, v string) error {
 				n, err := parseSize(v)
 				if n == 0 {

@@ -7,8 +7,9 @@ import (
 	"sync/atomic"
 )
 
-// tagPages caches the first keys of exact tags, so that the common search
-// (the first page of one tag) skips pebble while nothing writes that tag.
+// tagPages caches pages of exact tags: the first keys of a tag, or the
+// first after a key of it (the next page of a client paging through the
+// tag), so that these searches skip pebble while nothing writes that tag.
 //
 // Validity is tracked per slot of tags (a hash of the tag): a batch that
 // adds or removes index records counts a commit begun in the slot of each
@@ -21,7 +22,11 @@ import (
 // A writer counts begun in the slot before it counts begun in the store,
 // so a writer either shows in the store's count (no fill), or is in flight
 // in the slot (no fill), or begins after the page's count was read (its
-// count makes the page stale).
+// count makes the page stale). Every page of a tag shares the tag's slot.
+//
+// A first page is kept when it is first read. A page after a key is kept
+// only when it is read a second time while the first read is remembered,
+// so a client paging once through a long tag does not flood the cache.
 type tagPages struct {
 	limit int64 // bytes; 0 disables the cache
 	seed  maphash.Seed
@@ -29,13 +34,15 @@ type tagPages struct {
 	hits, misses atomic.Int64
 	begun        [tagPageSlots]atomic.Uint64
 	done         [tagPageSlots]atomic.Uint64
+	// seen remembers hashes of pages after a key read once (see above).
+	seen [tagPageSeen]atomic.Uint64
 
 	// Searches only read the map (under a read lock) and mark the page
 	// they use; fills take the write lock and evict with the clock
 	// algorithm: the page at the tail is dropped unless it was used since
 	// it last came round, in which case it goes back to the front.
 	mu    sync.RWMutex
-	pages map[string]*tagPage // guarded by mu
+	pages map[string]*tagPage // by page id (pageID); guarded by mu
 	ring  tagPage             // sentinel of the list, newest first; guarded by mu
 	bytes int64               // guarded by mu
 }
@@ -44,13 +51,17 @@ type tagPages struct {
 // make each other's pages stale more often.
 const tagPageSlots = 4096
 
+// tagPageSeen is the number of pages after a key remembered as read once.
+const tagPageSeen = 1024
+
 // MaxCachedTagPage is the largest COUNT a cached page answers.
 const MaxCachedTagPage = 256
 
-// tagPage is the first n keys of one tag in index order; complete means
-// the tag has no others. Its keys never change once made.
+// tagPage is the first n keys of one tag in index order (after a key, if
+// its id says so); complete means the tag has no others. Its keys never
+// change once made.
 type tagPage struct {
-	tag        string
+	id         string // pageID
 	keys       []byte // each key as a uvarint length and its bytes
 	n          int
 	complete   bool
@@ -74,13 +85,24 @@ func (c *tagPages) slot(tag []byte) uint32 {
 	return uint32(maphash.Bytes(c.seed, tag) % tagPageSlots)
 }
 
-// get returns the valid page of tag that answers count keys, or nil.
-func (c *tagPages) get(tag []byte, count int) *tagPage {
+// pageID appends the id of the page of tag that starts at its first key,
+// or, if hasAfter, strictly after the key after.
+func pageID(dst, tag, after []byte, hasAfter bool) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(tag)))
+	dst = append(dst, tag...)
+	if hasAfter {
+		dst = append(append(dst, 1), after...)
+	}
+	return dst
+}
+
+// get returns the valid page id of tag that answers count keys, or nil.
+func (c *tagPages) get(tag, id []byte, count int) *tagPage {
 	if c.limit <= 0 {
 		return nil
 	}
 	c.mu.RLock()
-	p := c.pages[string(tag)]
+	p := c.pages[string(id)]
 	c.mu.RUnlock()
 	if p != nil && !p.used.Load() {
 		p.used.Store(true)
@@ -103,20 +125,32 @@ func (c *tagPages) token(tag []byte) (uint64, bool) {
 	return begun, done == begun
 }
 
-// put stores p, replacing any page of its tag, and evicts pages beyond
+// secondRead reports whether the page id was read once before, as far as
+// the cache remembers, and remembers it otherwise.
+func (c *tagPages) secondRead(id []byte) bool {
+	h := maphash.Bytes(c.seed, id) | 1 // never 0, the empty cell
+	cell := &c.seen[h%tagPageSeen]
+	if cell.Load() == h {
+		return true
+	}
+	cell.Store(h)
+	return false
+}
+
+// put stores p, replacing any page of its id, and evicts pages beyond
 // the limit: the oldest that has not been read since the clock last
 // passed it.
 func (c *tagPages) put(p *tagPage) {
-	size := int64(len(p.tag) + len(p.keys) + tagPageOverhead)
+	size := int64(len(p.id) + len(p.keys) + tagPageOverhead)
 	if size > c.limit/8 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.pages[p.tag]; old != nil {
+	if old := c.pages[p.id]; old != nil {
 		c.remove(old)
 	}
-	c.pages[p.tag] = p
+	c.pages[p.id] = p
 	c.pushFront(p)
 	c.bytes += size
 	for c.bytes > c.limit && c.ring.prev != &c.ring {
@@ -133,8 +167,8 @@ func (c *tagPages) put(p *tagPage) {
 
 func (c *tagPages) remove(p *tagPage) {
 	c.unlink(p)
-	delete(c.pages, p.tag)
-	c.bytes -= int64(len(p.tag) + len(p.keys) + tagPageOverhead)
+	delete(c.pages, p.id)
+	c.bytes -= int64(len(p.id) + len(p.keys) + tagPageOverhead)
 }
 
 func (c *tagPages) unlink(p *tagPage) {
@@ -158,12 +192,17 @@ func (p *tagPage) eachKey(count int, fn func(key []byte)) {
 	}
 }
 
-// CachedTagKeys calls fn with the first count keys of tag, in index order
-// (all of them if it has fewer), and reports true, if the cache of tag
-// pages holds them as they are now; otherwise it does nothing and reports
-// false. The keys are valid only during the call.
-func (s *Store) CachedTagKeys(tag []byte, count int, fn func(key []byte)) bool {
-	p := s.tagPages.get(tag, count)
+// CachedTagKeys calls fn with the first count keys of tag (strictly after
+// the key after, if hasAfter), in index order (all of them if there are
+// fewer), and reports true, if the cache of tag pages holds them as they
+// are now; otherwise it does nothing and reports false. The keys are valid
+// only during the call.
+func (s *Store) CachedTagKeys(tag, after []byte, hasAfter bool, count int, fn func(key []byte)) bool {
+	if s.tagPages.limit <= 0 {
+		return false
+	}
+	var buf [128]byte
+	p := s.tagPages.get(tag, pageID(buf[:0], tag, after, hasAfter), count)
 	if p == nil {
 		return false
 	}
@@ -171,8 +210,8 @@ func (s *Store) CachedTagKeys(tag []byte, count int, fn func(key []byte)) bool {
 	return true
 }
 
-// TagPageStats returns how many first-page searches of exact tags the
-// cache answered and how many it could not, and the bytes it holds.
+// TagPageStats returns how many searches of exact tags the cache answered
+// and how many it could not, and the bytes it holds.
 func (s *Store) TagPageStats() (hits, misses, bytes int64) {
 	c := &s.tagPages
 	if c.limit <= 0 {
@@ -184,13 +223,18 @@ func (s *Store) TagPageStats() (hits, misses, bytes int64) {
 	return c.hits.Load(), c.misses.Load(), bytes
 }
 
-// CacheTagPage offers the cache the first n keys of tag, read through t
-// from the start of the tag (key(i) returns the i-th); complete says the
-// tag has no more. The page is kept only if t still holds every visible
-// write and no write of the tag is in flight.
-func (t *TagIter) CacheTagPage(tag []byte, n int, key func(i int) []byte, complete bool) {
+// CacheTagPage offers the cache the first n keys of tag (strictly after
+// the key after, if hasAfter), read through t (key(i) returns the i-th);
+// complete says the tag has no more. The page is kept only if t still
+// holds every visible write and no write of the tag is in flight, and, for
+// a page after a key, if it was read before (see tagPages).
+func (t *TagIter) CacheTagPage(tag, after []byte, hasAfter bool, n int, key func(i int) []byte, complete bool) {
 	c := &t.s.tagPages
 	if c.limit <= 0 || n > MaxCachedTagPage {
+		return
+	}
+	id := pageID(nil, tag, after, hasAfter)
+	if hasAfter && !c.secondRead(id) {
 		return
 	}
 	gen, ok := c.token(tag)
@@ -207,7 +251,7 @@ func (t *TagIter) CacheTagPage(tag []byte, n int, key func(i int) []byte, comple
 		keys = binary.AppendUvarint(keys, uint64(len(k)))
 		keys = append(keys, k...)
 	}
-	c.put(&tagPage{tag: string(tag), keys: keys, n: n, complete: complete, gen: gen})
+	c.put(&tagPage{id: string(id), keys: keys, n: n, complete: complete, gen: gen})
 }
 
 // noteTag notes the slot of tag among the slots the batch writes index

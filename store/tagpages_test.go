@@ -24,12 +24,12 @@ func readPage(t *testing.T, s *Store, tag string, count int) []string {
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
 	}
-	it.CacheTagPage([]byte(tag), len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
+	it.CacheTagPage([]byte(tag), nil, false, len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
 	return keys
 }
 
 func cached(s *Store, tag string, count int) (keys []string, ok bool) {
-	ok = s.CachedTagKeys([]byte(tag), count, func(k []byte) { keys = append(keys, string(k)) })
+	ok = s.CachedTagKeys([]byte(tag), nil, false, count, func(k []byte) { keys = append(keys, string(k)) })
 	return keys, ok
 }
 
@@ -103,7 +103,7 @@ func TestTagPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	putTags(t, s, "c", "k5")
-	it.CacheTagPage([]byte("a"), 1, func(int) []byte { return []byte("k2") }, false)
+	it.CacheTagPage([]byte("a"), nil, false, 1, func(int) []byte { return []byte("k2") }, false)
 	it.Close()
 	if _, ok := cached(s, "a", 1); ok {
 		t.Fatal("a page filled from an iterator older than a commit")
@@ -155,5 +155,86 @@ func TestTagPagesBounded(t *testing.T) {
 	readPage(t, off, "a", 10)
 	if _, ok := cached(off, "a", 10); ok {
 		t.Fatal("a disabled cache answered")
+	}
+}
+
+// readAfter reads the first count keys of tag strictly after the key
+// after, as the index does, offering the page to the cache.
+func readAfter(t *testing.T, s *Store, tag, after string, count int) []string {
+	t.Helper()
+	it, err := s.SeekTags([]byte(tag), []byte(after), true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var keys []string
+	for len(keys) < count && it.Next() {
+		keys = append(keys, string(it.Key()))
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	it.CacheTagPage([]byte(tag), []byte(after), true, len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
+	return keys
+}
+
+func cachedAfter(s *Store, tag, after string, count int) (keys []string, ok bool) {
+	ok = s.CachedTagKeys([]byte(tag), []byte(after), true, count, func(k []byte) { keys = append(keys, string(k)) })
+	return keys, ok
+}
+
+// TestTagPagesAfter: a page after a key is kept from its second read on,
+// answers only searches after that same key, and goes with any write of
+// its tag; after "" is not the first page.
+func TestTagPagesAfter(t *testing.T) {
+	s := openMem(t)
+	putTags(t, s, "a", "", "k1", "k2", "k3", "k4", "k5")
+	if got := readAfter(t, s, "a", "k2", 2); strings.Join(got, ",") != "k3,k4" {
+		t.Fatalf("a after k2 = %v", got)
+	}
+	if _, ok := cachedAfter(s, "a", "k2", 2); ok {
+		t.Fatal("a page after a key was kept on its first read")
+	}
+	readAfter(t, s, "a", "k2", 2)
+	if got, ok := cachedAfter(s, "a", "k2", 1); !ok || strings.Join(got, ",") != "k3" {
+		t.Fatalf("cached a after k2, 1 = %v %v", got, ok)
+	}
+	if _, ok := cachedAfter(s, "a", "k2", 3); ok {
+		t.Fatal("an incomplete page of 2 answered a search of 3")
+	}
+	if _, ok := cachedAfter(s, "a", "k1", 2); ok {
+		t.Fatal("the page after k2 answered a search after k1")
+	}
+	if _, ok := cached(s, "a", 2); ok {
+		t.Fatal("the page after k2 answered a search of the first page")
+	}
+	// After "" skips the empty key; the first page holds it.
+	readAfter(t, s, "a", "", 2)
+	readAfter(t, s, "a", "", 2)
+	readPage(t, s, "a", 2)
+	if got, ok := cachedAfter(s, "a", "", 2); !ok || strings.Join(got, ",") != "k1,k2" {
+		t.Fatalf("cached a after \"\" = %v %v", got, ok)
+	}
+	if got, ok := cached(s, "a", 2); !ok || strings.Join(got, ",") != ",k1" {
+		t.Fatalf("cached first page of a = %q %v", got, ok)
+	}
+	// The last page is complete: any count.
+	readAfter(t, s, "a", "k4", 10)
+	readAfter(t, s, "a", "k4", 10)
+	if got, ok := cachedAfter(s, "a", "k4", 100); !ok || strings.Join(got, ",") != "k5" {
+		t.Fatalf("cached a after k4, 100 = %v %v", got, ok)
+	}
+	// A write of the tag drops all its pages.
+	putTags(t, s, "a", "k6")
+	for _, after := range []string{"k2", "", "k4"} {
+		if _, ok := cachedAfter(s, "a", after, 1); ok {
+			t.Fatalf("the page after %q survived a write of its tag", after)
+		}
+	}
+	if _, ok := cached(s, "a", 1); ok {
+		t.Fatal("the first page survived a write of its tag")
+	}
+	if got := readAfter(t, s, "a", "k4", 10); strings.Join(got, ",") != "k5,k6" {
+		t.Fatalf("a after k4 = %v", got)
 	}
 }
