@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,9 +343,18 @@ func (b *bench) search() {
 		}
 	}
 	measure("Search (1000 tags over the partitions)", "")
+	// The next page of a tag: its first 10 keys after p:5.
+	for _, pipeline := range []int{1, 16} {
+		req := b.scale(200000)
+		if pipeline > 1 {
+			req = b.scale(800000)
+		}
+		b.compare("Search (1000 tags over the partitions)", fmt.Sprintf("next page: LEGION.SEARCH t:<tag> EXACT COUNT 10 AFTER p:5 vs ZRANGEBYLEX idx:t:<tag> (p:5 + LIMIT 0 10, pipeline %d", pipeline), "next page: ", false, lg, rd, req, pipeline, 1000,
+			append(slices.Clone(search), "AFTER", "p:5"), []string{"ZRANGEBYLEX", "idx:t:__rand_int__", "(p:5", "+", "LIMIT", "0", "10"})
+	}
 	b.oneThread(lg, func(section string) { measure(section, "search: ") })
-	b.command("redis-benchmark -c 50 -r 1000 [-P 16] LEGION.SEARCH t:__rand_int__ EXACT COUNT 10")
-	b.command("redis-benchmark -c 50 -r 1000 [-P 16] ZRANGEBYLEX idx:t:__rand_int__ - + LIMIT 0 10")
+	b.command("redis-benchmark -c 50 -r 1000 [-P 16] LEGION.SEARCH t:__rand_int__ EXACT COUNT 10 [AFTER p:5]")
+	b.command("redis-benchmark -c 50 -r 1000 [-P 16] ZRANGEBYLEX idx:t:__rand_int__ - + LIMIT 0 10   # the next page: (p:5 + LIMIT 0 10")
 }
 
 // footprint loads the tagged partitions, then compares memory and the time
