@@ -34,14 +34,20 @@ func benchDB(tb testing.TB, src string) *DB {
 	return db
 }
 
+// benchKeys returns n keys, key:0 to key:<n-1>.
+func benchKeys(n int) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("key:%d", i))
+	}
+	return keys
+}
+
 // BenchmarkApply measures one event on a small cached partition, the
 // single-node hot path without the network.
 func BenchmarkApply(b *testing.B) {
 	db := benchDB(b, benchCounter)
-	keys := make([][]byte, 1000)
-	for i := range keys {
-		keys[i] = []byte(fmt.Sprintf("key:%d", i))
-	}
+	keys := benchKeys(1000)
 	ctx := context.Background()
 	ev := []byte("incr")
 	b.ReportAllocs()
@@ -88,10 +94,7 @@ func BenchmarkApplyCounter(b *testing.B) {
 // event.
 func BenchmarkApplyBatch(b *testing.B) {
 	db := benchDB(b, benchCounter)
-	keys := make([][]byte, 1000)
-	for i := range keys {
-		keys[i] = []byte(fmt.Sprintf("key:%d", i))
-	}
+	keys := benchKeys(1000)
 	ctx := context.Background()
 	ev := []byte("incr")
 	r := rand.New(rand.NewPCG(1, 2))

@@ -12,7 +12,14 @@ import (
 // the page to the cache; complete is whether the tag ran out.
 func readPage(t *testing.T, s *Store, tag string, count int) []string {
 	t.Helper()
-	it, err := s.SeekTags([]byte(tag), nil, false, true)
+	return readFrom(t, s, tag, "", false, count)
+}
+
+// readFrom reads the first count keys of tag (strictly after the key
+// after, if hasAfter) as the index does, offering the page to the cache.
+func readFrom(t *testing.T, s *Store, tag, after string, hasAfter bool, count int) []string {
+	t.Helper()
+	it, err := s.SeekTags([]byte(tag), []byte(after), hasAfter, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +31,7 @@ func readPage(t *testing.T, s *Store, tag string, count int) []string {
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
 	}
-	it.CacheTagPage([]byte(tag), nil, false, len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
+	it.CacheTagPage([]byte(tag), []byte(after), hasAfter, len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
 	return keys
 }
 
@@ -162,20 +169,7 @@ func TestTagPagesBounded(t *testing.T) {
 // after, as the index does, offering the page to the cache.
 func readAfter(t *testing.T, s *Store, tag, after string, count int) []string {
 	t.Helper()
-	it, err := s.SeekTags([]byte(tag), []byte(after), true, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
-	var keys []string
-	for len(keys) < count && it.Next() {
-		keys = append(keys, string(it.Key()))
-	}
-	if err := it.Err(); err != nil {
-		t.Fatal(err)
-	}
-	it.CacheTagPage([]byte(tag), []byte(after), true, len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
-	return keys
+	return readFrom(t, s, tag, after, true, count)
 }
 
 func cachedAfter(s *Store, tag, after string, count int) (keys []string, ok bool) {
