@@ -179,8 +179,8 @@ func (c Config) Validate() error {
 	if c.MemtableBytes != 0 && (c.MemtableBytes < 1<<20 || c.MemtableBytes > 1<<30) {
 		return fmt.Errorf("legion: memtable size %d is out of range (1 MiB to 1 GiB)", c.MemtableBytes)
 	}
-	if c.FsyncMinInterval < 0 || c.FsyncMinInterval > 10*time.Millisecond {
-		return fmt.Errorf("legion: fsync min interval %v is out of range (0 to 10ms)", c.FsyncMinInterval)
+	if err := checkFsyncMinInterval(c.FsyncMinInterval); err != nil {
+		return err
 	}
 	if len(c.NodeID) > 255 {
 		return errors.New("legion: node id longer than 255 bytes")
@@ -464,6 +464,30 @@ func (db *DB) StorageStats() StorageStats {
 
 // Limits returns the handler limits in force.
 func (db *DB) Limits() scripting.Limits { return db.engine.Limits() }
+
+// MaxFsyncMinInterval bounds Config.FsyncMinInterval.
+const MaxFsyncMinInterval = 10 * time.Millisecond
+
+func checkFsyncMinInterval(d time.Duration) error {
+	if d < 0 || d > MaxFsyncMinInterval {
+		return fmt.Errorf("legion: fsync min interval %v is out of range (0 to 10ms)", d)
+	}
+	return nil
+}
+
+// FsyncMinInterval returns the least time between syncs (see
+// Config.FsyncMinInterval).
+func (db *DB) FsyncMinInterval() time.Duration { return db.store.SyncMinInterval() }
+
+// SetFsyncMinInterval changes the least time between syncs, from the next
+// sync on.
+func (db *DB) SetFsyncMinInterval(d time.Duration) error {
+	if err := checkFsyncMinInterval(d); err != nil {
+		return err
+	}
+	db.store.SetSyncMinInterval(d)
+	return nil
+}
 
 // SetLimits changes the handler limits for calls that start afterwards.
 // Deterministic limits (instruction budget, sizes, depth) decide what an

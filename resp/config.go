@@ -27,6 +27,17 @@ func parseInt(v string) (int64, error) {
 	return n, nil
 }
 
+// formatMicros writes d as CONFIG SET accepts it: "0", "250us" or "2ms".
+func formatMicros(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d%time.Millisecond == 0:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	}
+	return strconv.FormatInt(d.Microseconds(), 10) + "us"
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -110,6 +121,16 @@ func configParams() map[string]param {
 				}
 				s.lim.maxBulk.Store(n)
 				return nil
+			},
+		},
+		"fsync-min-interval": {
+			get: func(s *Server) string { return formatMicros(s.db.FsyncMinInterval()) },
+			set: func(s *Server, v string) error {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					return fmt.Errorf("argument must be a duration such as 100us or 2ms")
+				}
+				return s.db.SetFsyncMinInterval(d)
 			},
 		},
 		"slowlog-log-slower-than": {

@@ -132,6 +132,9 @@ type Store struct {
 	begun, done atomic.Uint64
 	tagIters    tagIterCache
 	tagPages    tagPages
+	// syncMin is the least time between log syncs (ns); pebble reads it
+	// after every sync, so a change applies from the next one.
+	syncMin *atomic.Int64
 }
 
 // Open opens or creates the store in opts.Dir.
@@ -169,18 +172,23 @@ func Open(opts Options) (*Store, error) {
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	events := &engineEvents{logger: logger}
-	db, err := pebble.Open(opts.Dir, pebbleOptions(opts, cache, logger, events))
+	popts := pebbleOptions(opts, cache, logger, events)
+	syncMin := new(atomic.Int64)
+	syncMin.Store(int64(opts.SyncMinInterval))
+	popts.WALMinSyncInterval = func() time.Duration { return time.Duration(syncMin.Load()) }
+	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, classifyOpenError(opts.Dir, err)
 	}
 	s := &Store{
-		events: events,
-		db:     db,
-		fs:     opts.FS,
-		dir:    opts.Dir,
-		sync:   opts.Sync,
-		logger: logger,
-		stop:   make(chan struct{}),
+		syncMin: syncMin,
+		events:  events,
+		db:      db,
+		fs:      opts.FS,
+		dir:     opts.Dir,
+		sync:    opts.Sync,
+		logger:  logger,
+		stop:    make(chan struct{}),
 	}
 	switch {
 	case opts.TagPageBytes == 0:
@@ -235,9 +243,7 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 		// sync little to do.
 		WALBytesPerSync: 512 << 10,
 	}
-	if d := opts.SyncMinInterval; d > 0 {
-		popts.WALMinSyncInterval = func() time.Duration { return d }
-	}
+
 	if events != nil {
 		popts.EventListener = &pebble.EventListener{
 			WriteStallBegin: events.begin,
@@ -439,6 +445,13 @@ func (s *Store) syncNow() error {
 	}
 	return s.db.LogData(nil, pebble.Sync)
 }
+
+// SetSyncMinInterval changes the least time between the end of one log
+// sync and the start of the next, from the next sync on.
+func (s *Store) SetSyncMinInterval(d time.Duration) { s.syncMin.Store(int64(d)) }
+
+// SyncMinInterval returns the least time between log syncs.
+func (s *Store) SyncMinInterval() time.Duration { return time.Duration(s.syncMin.Load()) }
 
 // Sync forces every committed write to stable storage.
 func (s *Store) Sync() error {
