@@ -20,6 +20,8 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,8 +98,10 @@ type Config struct {
 	// FsyncMinInterval, with FsyncAlways, is the least time from the end
 	// of one sync to the start of the next, so that more commits share
 	// each: fewer syncs cost less CPU under many concurrent writers, but a
-	// lone writer waits up to this long more per write. 0 (the default)
-	// syncs as soon as a commit asks; at most 10ms.
+	// lone writer waits up to this long more per write. At most 10ms.
+	// FsyncPaced (0, the default) holds a sync back 100µs only after a
+	// sync of a large group (48 entries or more: many writers, or long
+	// pipelines); FsyncUnpaced syncs as soon as a commit asks.
 	FsyncMinInterval time.Duration
 	// SearchCacheBytes bounds the cache of pages of exact tags (on the Go
 	// heap): the first page of a tag, and a page after a key once it has
@@ -465,14 +469,53 @@ func (db *DB) StorageStats() StorageStats {
 // Limits returns the handler limits in force.
 func (db *DB) Limits() scripting.Limits { return db.engine.Limits() }
 
+// Values of Config.FsyncMinInterval besides an interval.
+const (
+	FsyncPaced   = store.SyncPaced   // space syncs after large groups only
+	FsyncUnpaced = store.SyncUnpaced // sync as soon as a commit asks
+)
+
 // MaxFsyncMinInterval bounds Config.FsyncMinInterval.
 const MaxFsyncMinInterval = 10 * time.Millisecond
 
 func checkFsyncMinInterval(d time.Duration) error {
-	if d < 0 || d > MaxFsyncMinInterval {
-		return fmt.Errorf("legion: fsync min interval %v is out of range (0 to 10ms)", d)
+	if d != FsyncUnpaced && (d < 0 || d > MaxFsyncMinInterval) {
+		return fmt.Errorf("legion: fsync min interval %v is out of range (auto, off, or up to 10ms)", d)
 	}
 	return nil
+}
+
+// ParseFsyncMinInterval reads a FsyncMinInterval as written in settings:
+// "auto" (FsyncPaced), "off" or "0" (FsyncUnpaced), or a duration such as
+// "250us" or "2ms".
+func ParseFsyncMinInterval(v string) (time.Duration, error) {
+	switch v = strings.ToLower(strings.TrimSpace(v)); v {
+	case "auto":
+		return FsyncPaced, nil
+	case "off":
+		return FsyncUnpaced, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("want auto, off or a duration such as 100us, got %q", v)
+	}
+	if d == 0 {
+		return FsyncUnpaced, nil
+	}
+	return d, checkFsyncMinInterval(d)
+}
+
+// FormatFsyncMinInterval writes d as ParseFsyncMinInterval reads it.
+func FormatFsyncMinInterval(d time.Duration) string {
+	switch {
+	case d == FsyncPaced:
+		return "auto"
+	case d < 0:
+		return "off"
+	case d%time.Millisecond == 0:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	}
+	return strconv.FormatInt(d.Microseconds(), 10) + "us"
 }
 
 // FsyncMinInterval returns the least time between syncs (see

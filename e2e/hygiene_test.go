@@ -429,7 +429,7 @@ func TestIntrospection(t *testing.T) {
 	}
 	// fsync-min-interval spaces the syncs from the next one on: commits
 	// that each wait for theirs take at least the interval apiece.
-	if got, _ := c.ConfigGet(ctx(t), "fsync-min-interval").Result(); got["fsync-min-interval"] != "0" {
+	if got, _ := c.ConfigGet(ctx(t), "fsync-min-interval").Result(); got["fsync-min-interval"] != "auto" {
 		t.Fatalf("CONFIG GET fsync-min-interval: %v", got)
 	}
 	if err := c.ConfigSet(ctx(t), "fsync-min-interval", "10ms").Err(); err != nil {
@@ -447,11 +447,13 @@ func TestIntrospection(t *testing.T) {
 	if got, _ := c.ConfigGet(ctx(t), "fsync-min-interval").Result(); got["fsync-min-interval"] != "10ms" {
 		t.Fatalf("CONFIG GET fsync-min-interval after SET: %v", got)
 	}
-	if err := c.ConfigSet(ctx(t), "fsync-min-interval", "250us").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := c.ConfigGet(ctx(t), "fsync-min-interval").Result(); got["fsync-min-interval"] != "250us" {
-		t.Fatalf("CONFIG GET fsync-min-interval after SET: %v", got)
+	for _, v := range []string{"250us", "off", "auto"} {
+		if err := c.ConfigSet(ctx(t), "fsync-min-interval", v).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := c.ConfigGet(ctx(t), "fsync-min-interval").Result(); got["fsync-min-interval"] != v {
+			t.Fatalf("CONFIG GET fsync-min-interval after SET %s: %v", v, got)
+		}
 	}
 	loadScript(t, c, `function apply(e, s) local n = 0 for i = 1, 100000 do n = n + i end return n, s end`)
 	if err := c.Do(ctx(t), "LEGION.APPLY", "loop", "x").Err(); err != nil {
@@ -467,8 +469,8 @@ func TestIntrospection(t *testing.T) {
 		t.Fatalf("CONFIG GET after SET: %v", got)
 	}
 	for _, bad := range []struct{ k, v, want string }{
-		{"fsync-min-interval", "1s", "ERR CONFIG SET failed (possibly related to argument 'fsync-min-interval') - legion: fsync min interval 1s is out of range (0 to 10ms)"},
-		{"fsync-min-interval", "soon", "ERR CONFIG SET failed (possibly related to argument 'fsync-min-interval') - argument must be a duration"},
+		{"fsync-min-interval", "1s", "ERR CONFIG SET failed (possibly related to argument 'fsync-min-interval') - legion: fsync min interval 1s is out of range (auto, off, or up to 10ms)"},
+		{"fsync-min-interval", "soon", "ERR CONFIG SET failed (possibly related to argument 'fsync-min-interval') - want auto, off or a duration"},
 		{"nosuch", "1", "ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'"},
 		{"port", "1", "ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config"},
 		{"maxclients", "lots", "ERR CONFIG SET failed (possibly related to argument 'maxclients')"},

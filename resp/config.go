@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/legiondb/legion"
 	"github.com/legiondb/legion/scripting"
 )
 
@@ -25,17 +26,6 @@ func parseInt(v string) (int64, error) {
 		return 0, fmt.Errorf("argument couldn't be parsed into an integer")
 	}
 	return n, nil
-}
-
-// formatMicros writes d as CONFIG SET accepts it: "0", "250us" or "2ms".
-func formatMicros(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0"
-	case d%time.Millisecond == 0:
-		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-	}
-	return strconv.FormatInt(d.Microseconds(), 10) + "us"
 }
 
 func yesNo(b bool) string {
@@ -124,11 +114,11 @@ func configParams() map[string]param {
 			},
 		},
 		"fsync-min-interval": {
-			get: func(s *Server) string { return formatMicros(s.db.FsyncMinInterval()) },
+			get: func(s *Server) string { return legion.FormatFsyncMinInterval(s.db.FsyncMinInterval()) },
 			set: func(s *Server, v string) error {
-				d, err := time.ParseDuration(v)
+				d, err := legion.ParseFsyncMinInterval(v)
 				if err != nil {
-					return fmt.Errorf("argument must be a duration such as 100us or 2ms")
+					return err
 				}
 				return s.db.SetFsyncMinInterval(d)
 			},

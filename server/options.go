@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/legiondb/legion"
 	"github.com/legiondb/legion/store"
 )
 
@@ -127,9 +128,12 @@ func options() []option {
 		{name: "fsync", usage: "when acknowledged writes reach disk: always (before the reply; concurrent commits share one sync), everysec (at most about a second lost on power loss) or no (the OS decides)",
 			set: func(c *Config, v string) (err error) { c.DB.Fsync, err = store.ParseSyncMode(v); return },
 			get: func(c *Config) string { return c.DB.Fsync.String() }},
-		{name: "fsync-min-interval", usage: "with fsync always, the least time from one log sync to the next (e.g. 100us), so more commits share each: fewer syncs under many concurrent writers, but up to this much more latency for a lone one (0 syncs at once; at most 10ms)",
-			set: func(c *Config, v string) (err error) { c.DB.FsyncMinInterval, err = parseDuration(v); return },
-			get: func(c *Config) string { return c.DB.FsyncMinInterval.String() }},
+		{name: "fsync-min-interval", usage: "with fsync always, the least time from one log sync to the next, so more commits share each: auto (100us after a large group only), off (sync at once), or a duration up to 10ms",
+			set: func(c *Config, v string) (err error) {
+				c.DB.FsyncMinInterval, err = legion.ParseFsyncMinInterval(v)
+				return
+			},
+			get: func(c *Config) string { return legion.FormatFsyncMinInterval(c.DB.FsyncMinInterval) }},
 		sizeOpt("cache-size", "memory for loaded partitions (e.g. 256mb)", func(c *Config) *int64 { return &c.DB.CacheBytes }),
 		sizeOpt("block-cache-size", "pebble's block cache (e.g. 64mb)", func(c *Config) *int64 { return &c.DB.BlockCacheBytes }),
 		{name: "search-cache-size", usage: "memory for pages of exact-tag searches (the first page of a tag, and pages after a key read twice), answered without reading storage while their tag is unchanged (0 disables)",

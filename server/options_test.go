@@ -61,11 +61,20 @@ func TestOptionValues(t *testing.T) {
 	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.FsyncMinInterval != 100*time.Microsecond || cfg.DB.SearchCacheBytes >= 0 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
 		t.Fatalf("parsed: %+v", cfg)
 	}
+	for v, want := range map[string]time.Duration{"auto": legion.FsyncPaced, "OFF": legion.FsyncUnpaced, "0": legion.FsyncUnpaced, "2ms": 2 * time.Millisecond} {
+		cfg, _, err := ParseArgs([]string{"--fsync-min-interval", v}, env(nil), &out)
+		if err != nil || cfg.DB.FsyncMinInterval != want {
+			t.Fatalf("--fsync-min-interval %s = %v, %v; want %v", v, cfg.DB.FsyncMinInterval, err, want)
+		}
+		if got := legion.FormatFsyncMinInterval(want); got != map[time.Duration]string{legion.FsyncPaced: "auto", legion.FsyncUnpaced: "off", 2 * time.Millisecond: "2ms"}[want] {
+			t.Fatalf("FormatFsyncMinInterval(%v) = %q", want, got)
+		}
+	}
 	cfg, _, err = ParseArgs([]string{"--in-memory=no"}, env(nil), &out)
 	if err != nil || cfg.DB.InMemory {
 		t.Fatalf("--in-memory=no: %v %v", cfg.DB.InMemory, err)
 	}
-	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != 0 {
+	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != legion.FsyncPaced {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
@@ -82,8 +91,9 @@ func TestOptionErrors(t *testing.T) {
 		{args: []string{"--port", "70000"}, wantErr: "--port: want an integer from 0 to 65535"},
 		{args: []string{"--fsync", "sometimes"}, wantErr: "--fsync"},
 		{args: []string{"--cache-size", "lots"}, wantErr: "--cache-size: want a size"},
-		{args: []string{"--fsync-min-interval", "soon"}, wantErr: "--fsync-min-interval: want a duration"},
-		{args: []string{"--fsync-min-interval", "20ms"}, wantErr: "fsync min interval 20ms is out of range (0 to 10ms)"},
+		{args: []string{"--fsync-min-interval", "soon"}, wantErr: "--fsync-min-interval: want auto, off or a duration"},
+		{args: []string{"--fsync-min-interval", "20ms"}, wantErr: "fsync min interval 20ms is out of range (auto, off, or up to 10ms)"},
+		{args: []string{"--fsync-min-interval", "-5ms"}, wantErr: "fsync min interval -5ms is out of range"},
 		{args: []string{"--nosuch"}, wantErr: "flag provided but not defined"},
 		{args: []string{"stray"}, wantErr: `unexpected argument "stray"`},
 		{env: map[string]string{"LEGION_MAXCLIENTS": "0"}, wantErr: "LEGION_MAXCLIENTS"},

@@ -210,6 +210,7 @@ func (b *Batch) Apply() error {
 	defer b.endTagWrites()
 	defer b.s.committed()
 	if b.s.sync == SyncAlways {
+		b.s.synced.Add(int64(b.b.Count()))
 		err = b.s.db.ApplyNoSyncWait(b.b, b.s.wo)
 	} else {
 		err = b.s.db.Apply(b.b, b.s.wo)

@@ -99,7 +99,8 @@ type Options struct {
 	MemtableBytes int64
 	// SyncMinInterval is the least time between the end of one log sync
 	// and the start of the next: the commits arriving meanwhile share the
-	// next. 0 syncs as soon as a commit asks.
+	// next. 0 (SyncPaced) spaces syncs only after large groups (see
+	// Store.syncInterval); SyncUnpaced syncs as soon as a commit asks.
 	SyncMinInterval time.Duration
 	// TagPageBytes bounds the cache of the first keys of exact tags
 	// (CachedTagKeys); 0 means 4 MiB, negative disables it.
@@ -132,9 +133,49 @@ type Store struct {
 	begun, done atomic.Uint64
 	tagIters    tagIterCache
 	tagPages    tagPages
-	// syncMin is the least time between log syncs (ns); pebble reads it
-	// after every sync, so a change applies from the next one.
+	// syncMin is the least time between log syncs (ns), SyncPaced or
+	// SyncUnpaced; pebble asks syncInterval after every sync, so a change
+	// applies from the next one. synced counts the entries of commits
+	// waiting for a sync since the last one.
 	syncMin *atomic.Int64
+	synced  *atomic.Int64
+}
+
+// Values of Options.SyncMinInterval besides a positive interval.
+const (
+	// SyncPaced spaces syncs after large groups only (the default).
+	SyncPaced time.Duration = 0
+	// SyncUnpaced syncs as soon as a commit asks.
+	SyncUnpaced time.Duration = -1
+)
+
+const (
+	// pacedEntries is the size of a group (entries of the commits a sync
+	// made durable) from which SyncPaced spaces the next sync.
+	pacedEntries = 48
+	// pacedInterval is how long SyncPaced holds the next sync back: about
+	// a loopback round trip and the handling of a pipeline.
+	pacedInterval = 100 * time.Microsecond
+)
+
+// syncInterval is pebble's WALMinSyncInterval, asked after every sync.
+//
+// Right after a large group, the connections it answered are sending
+// their next commands. Syncing again at once would leave them for the
+// sync after, and make many small syncs, each costing tens of
+// microseconds of CPU in the kernel and hand-offs between threads. So
+// SyncPaced holds the next sync back briefly after a large group. After a
+// small group (a few clients, each waiting for its reply) it does not, so
+// their latency stays the device's.
+func syncInterval(syncMin, synced *atomic.Int64) time.Duration {
+	n := synced.Swap(0)
+	switch d := time.Duration(syncMin.Load()); {
+	case d > 0:
+		return d
+	case d == SyncPaced && n >= pacedEntries:
+		return pacedInterval
+	}
+	return 0
 }
 
 // Open opens or creates the store in opts.Dir.
@@ -173,15 +214,16 @@ func Open(opts Options) (*Store, error) {
 	defer cache.Unref()
 	events := &engineEvents{logger: logger}
 	popts := pebbleOptions(opts, cache, logger, events)
-	syncMin := new(atomic.Int64)
+	syncMin, synced := new(atomic.Int64), new(atomic.Int64)
 	syncMin.Store(int64(opts.SyncMinInterval))
-	popts.WALMinSyncInterval = func() time.Duration { return time.Duration(syncMin.Load()) }
+	popts.WALMinSyncInterval = func() time.Duration { return syncInterval(syncMin, synced) }
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, classifyOpenError(opts.Dir, err)
 	}
 	s := &Store{
 		syncMin: syncMin,
+		synced:  synced,
 		events:  events,
 		db:      db,
 		fs:      opts.FS,
@@ -447,10 +489,12 @@ func (s *Store) syncNow() error {
 }
 
 // SetSyncMinInterval changes the least time between the end of one log
-// sync and the start of the next, from the next sync on.
+// sync and the start of the next (or SyncPaced, SyncUnpaced), from the
+// next sync on.
 func (s *Store) SetSyncMinInterval(d time.Duration) { s.syncMin.Store(int64(d)) }
 
-// SyncMinInterval returns the least time between log syncs.
+// SyncMinInterval returns the least time between log syncs, SyncPaced or
+// SyncUnpaced.
 func (s *Store) SyncMinInterval() time.Duration { return time.Duration(s.syncMin.Load()) }
 
 // Sync forces every committed write to stable storage.

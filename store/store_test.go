@@ -638,6 +638,54 @@ func TestMissingPartitionAnsweredByFilters(t *testing.T) {
 	}
 }
 
+// TestSyncPacing: after a sync of a large group SyncPaced holds the next
+// one back, after a small group it does not; SyncUnpaced never does, and
+// a fixed interval always applies.
+func TestSyncPacing(t *testing.T) {
+	var syncMin, synced atomic.Int64
+	for _, tc := range []struct {
+		mode    time.Duration
+		entries int64
+		want    time.Duration
+	}{
+		{SyncPaced, 0, 0},
+		{SyncPaced, pacedEntries - 1, 0},
+		{SyncPaced, pacedEntries, pacedInterval},
+		{SyncPaced, 1000, pacedInterval},
+		{SyncUnpaced, 1000, 0},
+		{3 * time.Millisecond, 0, 3 * time.Millisecond},
+		{3 * time.Millisecond, 1000, 3 * time.Millisecond},
+	} {
+		syncMin.Store(int64(tc.mode))
+		synced.Store(tc.entries)
+		if got := syncInterval(&syncMin, &synced); got != tc.want {
+			t.Errorf("mode %v after a group of %d entries: interval %v, want %v", tc.mode, tc.entries, got, tc.want)
+		}
+		if synced.Load() != 0 {
+			t.Fatal("the group's count was not reset for the next sync")
+		}
+	}
+	// Through commits: each syncing commit counts its entries.
+	s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), Sync: SyncAlways, SyncMinInterval: SyncUnpaced})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.synced.Store(0)
+	b := s.NewBatch()
+	for i := range 5 {
+		b.PutSnapshot(1, []byte{byte(i)}, []byte("v"))
+	}
+	if err := b.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.synced.Load(); n != 5 && n != 0 {
+		t.Fatalf("a commit of 5 entries counted %d", n)
+	}
+	b.Wait()
+	b.Close()
+}
+
 // TestSyncMinInterval: with a least interval between log syncs, commits
 // that each wait for their sync, one after another, are spaced by it. The
 // check is a lower bound on the time taken, which no slow machine breaks.
