@@ -100,7 +100,7 @@ type Options struct {
 	// SyncMinInterval is the least time between the end of one log sync
 	// and the start of the next: the commits arriving meanwhile share the
 	// next. 0 (SyncPaced) spaces syncs only after large groups (see
-	// Store.syncInterval); SyncUnpaced syncs as soon as a commit asks.
+	// syncInterval); SyncUnpaced syncs as soon as a commit asks.
 	SyncMinInterval time.Duration
 	// TagPageBytes bounds the cache of the first keys of exact tags
 	// (CachedTagKeys); 0 means 4 MiB, negative disables it.
@@ -285,7 +285,6 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 		// sync little to do.
 		WALBytesPerSync: 512 << 10,
 	}
-
 	if events != nil {
 		popts.EventListener = &pebble.EventListener{
 			WriteStallBegin: events.begin,
