@@ -322,6 +322,10 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	if c == nil || len(cmd.Args) == 0 {
 		return
 	}
+	// Raised first, so the search view closed on the way out is closed
+	// while the command still counts as running.
+	c.busy.Store(true)
+	defer c.busy.Store(false)
 	w := &c.w
 	w.reset()
 	c.searched = false
@@ -330,8 +334,6 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 			c.view.Close()
 		}
 	}()
-	c.busy.Store(true)
-	defer c.busy.Store(false)
 	if s.closing.Load() && len(c.ahead) == 0 {
 		w.errorLine("ERR server is shutting down")
 		conn.WriteRaw(w.b)
