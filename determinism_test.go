@@ -49,7 +49,7 @@ func replicaApply(t testing.TB, e *scripting.Engine, h *scripting.Handler, key [
 }
 
 // TestDeterminismAcrossReplicas runs three replicas, each with its own
-// scripting engine (as on three machines), that accept events and exchange
+// scripting engine (as on three machines; two with a state cache), that accept events and exchange
 // power states through a network that delays, reorders and duplicates. They
 // must reach identical bytes and identical final outputs, equal to a
 // sequential replay of the event log through yet another fresh engine.
@@ -74,9 +74,16 @@ func determinismRun(t *testing.T, seed uint64) {
 	}
 	var handler *scripting.Handler
 	reps := make([]*replica, len(nodes))
+	var cached []*scripting.Engine
 	for i := range nodes {
 		e := scripting.NewEngine(scripting.DefaultLimits())
 		defer e.Close()
+		if i > 0 {
+			// Replays on these two start from states their cache holds
+			// as well as from older ones; the first decodes every time.
+			e.SetStateCache(1 << 20)
+			cached = append(cached, e)
+		}
 		h, err := e.Load([]byte(detHandler))
 		if err != nil {
 			t.Fatal(err)
@@ -193,5 +200,12 @@ func determinismRun(t *testing.T, seed uint64) {
 			t.Fatalf("seed %d: replayed output of %s differs", seed, f.ID)
 		}
 	}
-	t.Logf("seed %d: %d events, state sha1 %x", seed, len(payloads), sha1.Sum(inf.Value))
+	hits := int64(0)
+	for _, e := range cached {
+		hits += e.StateCacheStats().Hits
+	}
+	if hits == 0 {
+		t.Fatalf("seed %d: the state cache was never used", seed)
+	}
+	t.Logf("seed %d: %d events, state sha1 %x, %d state cache hits", seed, len(payloads), sha1.Sum(inf.Value), hits)
 }

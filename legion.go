@@ -108,6 +108,13 @@ type Config struct {
 	// been read twice; such a search is answered from it while no write has
 	// changed the tag since. Default 4 MiB; negative disables it.
 	SearchCacheBytes int64
+	// StateCacheBytes bounds the cache of decoded states (Lua tables, on
+	// the Go heap) of partitions whose state encodes to 512 bytes or more:
+	// an event or query on such a state just written or read uses the
+	// table instead of decoding the state again. It never changes what a
+	// handler sees: a table is kept only if it is exactly what a decode
+	// would build. Default 32 MiB; negative disables it.
+	StateCacheBytes int64
 	// Logger receives the DB's messages. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock that stamps accepted events (ctx.time). Default
@@ -125,6 +132,7 @@ func DefaultConfig() Config {
 		BlockCacheBytes:  32 << 20,
 		MemtableBytes:    8 << 20,
 		SearchCacheBytes: 4 << 20,
+		StateCacheBytes:  32 << 20,
 	}
 }
 
@@ -137,6 +145,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.BlockCacheBytes, d.BlockCacheBytes)
 	orDefault(&c.MemtableBytes, d.MemtableBytes)
 	orDefault(&c.SearchCacheBytes, d.SearchCacheBytes)
+	orDefault(&c.StateCacheBytes, d.StateCacheBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -262,6 +271,7 @@ func Open(cfg Config) (*DB, error) {
 		seed:   maphash.MakeSeed(),
 		cache:  newPartitionCache(cfg.CacheBytes),
 	}
+	db.engine.SetStateCache(cfg.StateCacheBytes)
 	db.handlers.init()
 	if err := db.openNode(); err != nil {
 		db.engine.Close()
@@ -410,18 +420,27 @@ type Stats struct {
 	SnapshotsStored int64
 	CachedBytes     int64
 	CachedEntries   int
+	// StateCacheHits and StateCacheMisses count the handler calls on a
+	// state of 512 bytes or more that found its decoded table in the
+	// state cache, and that did not; StateCacheBytes estimates what the
+	// cache holds.
+	StateCacheHits, StateCacheMisses, StateCacheBytes int64
 }
 
 // Stats returns the DB's counters.
 func (db *DB) Stats() Stats {
 	bytes, entries := db.cache.usage()
+	sc := db.engine.StateCacheStats()
 	return Stats{
-		EventsApplied:   db.stats.applied.Load(),
-		ScriptErrors:    db.stats.scriptErrors.Load(),
-		DeltasReplayed:  db.stats.replayed.Load(),
-		SnapshotsStored: db.stats.snapshots.Load(),
-		CachedBytes:     bytes,
-		CachedEntries:   entries,
+		StateCacheHits:   sc.Hits,
+		StateCacheMisses: sc.Misses,
+		StateCacheBytes:  sc.Bytes,
+		EventsApplied:    db.stats.applied.Load(),
+		ScriptErrors:     db.stats.scriptErrors.Load(),
+		DeltasReplayed:   db.stats.replayed.Load(),
+		SnapshotsStored:  db.stats.snapshots.Load(),
+		CachedBytes:      bytes,
+		CachedEntries:    entries,
 	}
 }
 

@@ -380,6 +380,7 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("used_memory_rss_human", human(rss))
 		st := s.db.Stats()
 		kv("partition_cache_bytes", st.CachedBytes)
+		kv("state_cache_bytes", st.StateCacheBytes)
 		ss := s.db.StorageStats()
 		kv("storage_memtable_bytes", ss.MemtableBytes)
 		kv("storage_block_cache_bytes", ss.BlockCacheBytes)
@@ -410,6 +411,9 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		ss := s.db.StorageStats()
 		kv("search_cache_hits", ss.SearchCacheHits)
 		kv("search_cache_misses", ss.SearchCacheMisses)
+		st := s.db.Stats()
+		kv("state_cache_hits", st.StateCacheHits)
+		kv("state_cache_misses", st.StateCacheMisses)
 	case "replication":
 		b.WriteString("# Replication\r\n")
 		kv("role", "master")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -341,6 +342,10 @@ type encoder struct {
 	charge  int64 // work done, for the instruction budget
 	stack   []*lua.LTable
 	scratch []entry
+	// check, if set, also finds out whether the value is in every respect
+	// what decoding its encoding builds, and what that decode charges
+	// (see statecache.go).
+	check *matcher
 }
 
 type entry struct {
@@ -427,6 +432,10 @@ func isData(v lua.LValue) bool {
 
 func (e *encoder) value(v lua.LValue, depth int) error {
 	e.charge++
+	if e.check != nil {
+		e.check.charge++
+		e.check.encoded(v)
+	}
 	switch v := v.(type) {
 	case *lua.LNilType:
 		e.buf = append(e.buf, tagNil)
@@ -467,9 +476,18 @@ func (e *encoder) table(tb *lua.LTable, depth int) error {
 	}
 	e.stack = append(e.stack, tb)
 	defer func() { e.stack = e.stack[:len(e.stack)-1] }()
+	if e.check != nil {
+		e.check.encodedTable(tb)
+	}
 
 	// The array part is walked in full, including holes.
-	e.charge += int64(tb.MaxN())
+	maxN := tb.MaxN()
+	e.charge += int64(maxN)
+	if maxN > 0 && hashPartEmpty(tb) {
+		if ok, err := e.denseArray(tb, maxN, depth); ok {
+			return err
+		}
+	}
 	base := len(e.scratch)
 	badKey := ""
 	tb.ForEach(func(k, v lua.LValue) {
@@ -506,6 +524,9 @@ func (e *encoder) table(tb *lua.LTable, depth int) error {
 		}
 	}
 	slices.SortFunc(ents, func(a, b entry) int { return compareKeys(a.k, b.k) })
+	if e.check != nil {
+		e.check.encodedEntries(tb, ents, isArray)
+	}
 	if isArray {
 		e.buf = binary.AppendUvarint(append(e.buf, tagArray), uint64(n))
 	} else {
@@ -527,6 +548,42 @@ func (e *encoder) table(tb *lua.LTable, depth int) error {
 		}
 	}
 	return e.checkSize()
+}
+
+// denseArray encodes tb, whose keys are all in its array part, if they are
+// 1..n with no holes: the common list, written in order without collecting
+// and sorting its entries. It charges what the general path charges. ok
+// false means tb has holes and nothing was written.
+func (e *encoder) denseArray(tb *lua.LTable, n, depth int) (ok bool, err error) {
+	for i := 1; i <= n; i++ {
+		v := tb.RawGetInt(i)
+		if v == lua.LNil || (e.lenient && !isData(v)) {
+			return false, nil
+		}
+	}
+	e.charge += int64(n)
+	if e.check != nil {
+		e.check.encodedDense(tb, n)
+	}
+	e.buf = binary.AppendUvarint(append(e.buf, tagArray), uint64(n))
+	for i := 1; i <= n; i++ {
+		if err := e.value(tb.RawGetInt(i), depth); err != nil {
+			if pe, ok := err.(*pathError); ok {
+				pe.segs = append(pe.segs, pathSeg(lua.LNumber(i)))
+			}
+			return true, err
+		}
+	}
+	return true, e.checkSize()
+}
+
+// hashPartEmpty reports whether tb has no keys outside its array part
+// (false when unsure).
+func hashPartEmpty(tb *lua.LTable) bool {
+	if !ltableFields.ok {
+		return false
+	}
+	return reflect.ValueOf(tb).Elem().Field(ltableFields.keys).Len() == 0
 }
 
 // compareKeys orders number and string keys canonically.
@@ -553,7 +610,7 @@ func compareKeys(a, b lua.LValue) int {
 // "output"). The returned kind is nil on success, else ErrNotData or
 // sizeErr; msg describes the failure.
 func encodeLua(v lua.LValue, max int, lenient bool, sizeErr error, root string) (b []byte, charge int64, kind error, msg string) {
-	return encodeLuaReusing(v, max, lenient, sizeErr, root, nil)
+	return encodeLuaReusing(v, max, lenient, sizeErr, root, nil, 0, nil)
 }
 
 // encodeBuffers are an encoder's working slices, kept by a runner between
@@ -564,9 +621,18 @@ type encodeBuffers struct {
 }
 
 // encodeLuaReusing is encodeLua working in bufs (if not nil), which it
-// leaves empty for the next encoding.
-func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root string, bufs *encodeBuffers) (b []byte, charge int64, kind error, msg string) {
+// leaves empty for the next encoding. sizeHint is the size the encoding is
+// expected to have (a new state's is about its old state's): the buffer
+// starts that large, so a large state is not copied again and again as it
+// grows. check, if not nil (and not lenient), is set to tell whether v is
+// what decoding b builds (see matcher.encodedOK).
+func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root string, bufs *encodeBuffers, sizeHint int, check *matcher) (b []byte, charge int64, kind error, msg string) {
 	e := encoder{max: max, lenient: lenient, sizeErr: sizeErr}
+	if check != nil && !lenient {
+		check.start(nil)
+		e.check = check
+		defer check.finish()
+	}
 	if bufs != nil {
 		e.stack, e.scratch = bufs.stack[:0], bufs.scratch[:0]
 		defer func() {
@@ -580,7 +646,7 @@ func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root s
 		}()
 	}
 	if _, ok := v.(*lua.LTable); ok {
-		e.buf = make([]byte, 0, 64) // most states: one allocation
+		e.buf = make([]byte, 0, encodeCap(sizeHint, max)) // most states: one allocation
 	}
 	err := e.value(v, 0)
 	if err == nil {
@@ -590,6 +656,13 @@ func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root s
 		return nil, e.charge, pe.kind, pe.render(root)
 	}
 	return nil, e.charge, sizeErr, fmt.Sprintf("%s: encoded size exceeds %d bytes", root, max)
+}
+
+// encodeCap is the capacity an encoding expected to take about hint bytes
+// starts with: 64 bytes at least, and a sixteenth more than the hint for
+// room to grow, but never more than the largest encoding allowed.
+func encodeCap(hint, limit int) int {
+	return max(min(hint+hint/16, limit), 64)
 }
 
 // ---- bytes -> Lua values ----

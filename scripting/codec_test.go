@@ -382,7 +382,7 @@ func TestEncodeReusingBuffers(t *testing.T) {
 			for _, lenient := range []bool{false, true} {
 				v := luaValue(t, L, expr)
 				b1, c1, k1, m1 := encodeLua(v, 1<<20, lenient, ErrStateSize, "state")
-				b2, c2, k2, m2 := encodeLuaReusing(v, 1<<20, lenient, ErrStateSize, "state", &bufs)
+				b2, c2, k2, m2 := encodeLuaReusing(v, 1<<20, lenient, ErrStateSize, "state", &bufs, len(b1), nil)
 				if !bytes.Equal(b1, b2) || c1 != c2 || k1 != k2 || m1 != m2 {
 					t.Fatalf("%s (lenient %v): fresh %x %d %v %q, reusing %x %d %v %q", expr, lenient, b1, c1, k1, m1, b2, c2, k2, m2)
 				}

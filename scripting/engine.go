@@ -25,6 +25,8 @@ type Engine struct {
 	free  []atomic.Pointer[runner]
 	watch watcher
 	cur   atomic.Pointer[Limits] // limits, for reading without mu
+	// states caches decoded states by key (nil: off); see statecache.go.
+	states atomic.Pointer[stateCache]
 }
 
 // Usage returns the calls run and the instruction-budget units they used
@@ -69,6 +71,39 @@ func (e *Engine) drain() {
 	}
 }
 
+// SetStateCache keeps the decoded states of up to about bytes of memory
+// (on the Go heap), by partition key, so that a call on a recent state
+// need not decode it again; 0 or less turns the cache off (the default).
+// Only states of at least 512 encoded bytes are kept, and only when
+// nothing about the kept table can differ from a fresh decode, so the
+// cache never changes what a handler sees or what its budget is charged.
+func (e *Engine) SetStateCache(bytes int64) {
+	var c *stateCache
+	if bytes > 0 {
+		c = newStateCache(bytes)
+	}
+	if old := e.states.Swap(c); old != nil {
+		old.clear()
+	}
+}
+
+// StateCacheStats are the state cache's counters since it was set.
+type StateCacheStats struct {
+	Hits, Misses int64 // calls on a large state that found it, or did not
+	Bytes        int64 // estimated memory held
+	Entries      int
+}
+
+// StateCacheStats returns the state cache's counters (zero when off).
+func (e *Engine) StateCacheStats() StateCacheStats {
+	c := e.states.Load()
+	if c == nil {
+		return StateCacheStats{}
+	}
+	b, n := c.usage()
+	return StateCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: b, Entries: n}
+}
+
 // Limits returns the current limits.
 func (e *Engine) Limits() Limits { return *e.cur.Load() }
 
@@ -77,6 +112,9 @@ func (e *Engine) Limits() Limits { return *e.cur.Load() }
 func (e *Engine) Close() {
 	e.closed.Store(true)
 	e.drain()
+	if c := e.states.Load(); c != nil {
+		c.clear()
+	}
 }
 
 // get takes an idle state, or makes one. Both get and put start at the
@@ -239,9 +277,17 @@ func (e *Engine) prepare(fname string, h *Handler, arg []byte, argName string) (
 	return lim, nil
 }
 
-// decodeState decodes the stored state into r's LState, charging the
-// budget for the tables it builds.
-func (r *runner) decodeState(state []byte) (lua.LValue, *Error) {
+// decodeState decodes the stored state of key into r's LState, charging
+// the budget for the tables it builds, or takes the table from the state
+// cache, charged the same.
+func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
+	if sc := r.eng.states.Load(); sc != nil && len(state) >= minCachedState {
+		if s := sc.take(key, state); s != nil && r.bctx.n+s.charge <= r.bctx.budget {
+			r.bctx.n += s.charge
+			r.taken = s
+			return s.tb, nil
+		}
+	}
 	v, charge, err := decodeLuaInterned(r.L, state, r.bctx.budget-r.bctx.n, &r.keys)
 	r.bctx.n += charge
 	if err != nil && err != errDecodeBudget {
@@ -254,9 +300,41 @@ func (r *runner) decodeState(state []byte) (lua.LValue, *Error) {
 	return v, nil
 }
 
-// encodeResult encodes a returned value after the call.
-func (r *runner) encodeResult(v lua.LValue, max int, lenient bool, sizeErr error, root string) ([]byte, *Error) {
-	b, charge, kind, msg := encodeLuaReusing(v, max, lenient, sizeErr, root, &r.encBufs)
+// keepState offers the state cache v, a call's state value, as the
+// decoded form of enc under key. enc must never be modified: Apply keeps
+// the new state it returns, and Index and Query only what they took from
+// the cache. checked means the encoder made enc from v and found it
+// matches (r.match holds the verdict), so it need not be walked again.
+func (r *runner) keepState(key, enc []byte, v lua.LValue, checked bool) {
+	sc := r.eng.states.Load()
+	tb, ok := v.(*lua.LTable)
+	if sc == nil || !ok || len(enc) < minCachedState || checked && r.match.bad {
+		return
+	}
+	if !checked && !r.match.matchState(tb, enc) {
+		return
+	}
+	s := r.taken
+	r.taken = nil
+	if s == nil || s.key != string(key) {
+		s = &cachedState{key: string(key)}
+	}
+	s.enc, s.tb, s.charge, s.cost = enc, tb, r.match.charge, r.match.cost(len(enc))+int64(len(s.key))
+	sc.put(s)
+}
+
+// encodeResult encodes a returned value after the call; sizeHint is the
+// size it is expected to have. A state large enough for the state cache
+// is also checked for it (r.match.checking tells).
+func (r *runner) encodeResult(v lua.LValue, max int, lenient bool, sizeErr error, root string, sizeHint int) ([]byte, *Error) {
+	var check *matcher
+	if !lenient {
+		r.match.checking = sizeHint >= minCachedState/2 && r.eng.states.Load() != nil
+		if r.match.checking {
+			check = &r.match
+		}
+	}
+	b, charge, kind, msg := encodeLuaReusing(v, max, lenient, sizeErr, root, &r.encBufs, sizeHint, check)
 	r.bctx.n += charge
 	if kind == nil && r.bctx.n > r.bctx.budget {
 		kind, msg = ErrBudget, kindText(ErrBudget)+" while encoding the "+root
@@ -286,7 +364,7 @@ func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, outpu
 		if !ok {
 			return &Error{Kind: ErrNoApply, Func: "apply", Msg: "apply is not defined as a function"}
 		}
-		sv, ferr := r.decodeState(state)
+		sv, ferr := r.decodeState(state, c.Key)
 		if ferr != nil {
 			return ferr
 		}
@@ -294,11 +372,14 @@ func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, outpu
 		if ferr != nil {
 			return ferr
 		}
-		if newState, ferr = r.encodeResult(res[1], lim.MaxStateBytes, false, ErrStateSize, "state"); ferr != nil {
+		if newState, ferr = r.encodeResult(res[1], lim.MaxStateBytes, false, ErrStateSize, "state", len(state)); ferr != nil {
 			return ferr
 		}
-		output, ferr = r.encodeResult(res[0], lim.MaxOutputBytes, true, ErrOutputSize, "output")
-		return ferr
+		if output, ferr = r.encodeResult(res[0], lim.MaxOutputBytes, true, ErrOutputSize, "output", 0); ferr != nil {
+			return ferr
+		}
+		r.keepState(c.Key, newState, res[1], r.match.checking)
+		return nil
 	})
 	if ferr != nil {
 		return nil, nil, ferr
@@ -329,7 +410,7 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		if !ok {
 			return &Error{Kind: ErrRuntime, Func: "index", Msg: "index is not defined as a function"}
 		}
-		sv, ferr := r.decodeState(state)
+		sv, ferr := r.decodeState(state, c.Key)
 		if ferr != nil {
 			return ferr
 		}
@@ -337,8 +418,13 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		if ferr != nil {
 			return ferr
 		}
-		tags, ferr = collectTags(res[0], lim)
-		return ferr
+		if tags, ferr = collectTags(res[0], lim); ferr != nil {
+			return ferr
+		}
+		if r.taken != nil {
+			r.keepState(c.Key, r.taken.enc, sv, false)
+		}
+		return nil
 	})
 	if ferr != nil {
 		return nil, ferr
@@ -423,7 +509,7 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 		if !ok {
 			return &Error{Kind: ErrNoQuery, Func: "query", Msg: "query is not defined as a function"}
 		}
-		sv, ferr := r.decodeState(state)
+		sv, ferr := r.decodeState(state, c.Key)
 		if ferr != nil {
 			return ferr
 		}
@@ -431,8 +517,13 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 		if ferr != nil {
 			return ferr
 		}
-		output, ferr = r.encodeResult(res[0], lim.MaxOutputBytes, true, ErrOutputSize, "output")
-		return ferr
+		if output, ferr = r.encodeResult(res[0], lim.MaxOutputBytes, true, ErrOutputSize, "output", 0); ferr != nil {
+			return ferr
+		}
+		if r.taken != nil {
+			r.keepState(c.Key, r.taken.enc, sv, false)
+		}
+		return nil
 	})
 	if ferr != nil {
 		return nil, ferr

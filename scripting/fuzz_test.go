@@ -91,6 +91,10 @@ func FuzzRoundTrip(f *testing.F) {
 		if !bytes.Equal(b, b2) {
 			t.Fatalf("%x re-encoded as %x", b, b2)
 		}
+		// A fresh decode is what the state cache may keep, charged alike.
+		if _, ok, _ := checkBoth(t, v); !ok {
+			t.Fatalf("%x: a fresh decode does not match its encoding", b)
+		}
 	})
 }
 

@@ -111,6 +111,7 @@ type runner struct {
 	protected    map[*lua.LTable]bool
 
 	keys       keyIntern     // map keys of decoded states
+	match      matcher       // checks tables for the state cache
 	encBufs    encodeBuffers // the encoder's working slices
 	defsTable  *lua.LTable   // the reusable defs table
 	defsUses   int
@@ -135,6 +136,7 @@ type runner struct {
 	rng      uint64
 	ids      map[lua.LValue]int
 	stopMsg  string
+	taken    *cachedState // the call's state, from the state cache
 }
 
 func newRunner(e *Engine, lim Limits, gen uint64) *runner {
@@ -371,6 +373,7 @@ func (r *runner) end() {
 	}
 	r.ids = nil
 	r.ctxKey, r.ctxID, r.ctxSHA = "", "", ""
+	r.taken = nil // a call that failed drops the table it took
 }
 
 // pureDefs are the globals a stateless chunk defined, and the budget

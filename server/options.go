@@ -146,6 +146,16 @@ func options() []option {
 				return err
 			},
 			get: func(c *Config) string { return strconv.FormatInt(max(c.DB.SearchCacheBytes, 0), 10) }},
+		{name: "state-cache-size", usage: "memory for decoded states of 512 bytes or more, so an event on a state just written need not decode it again (0 disables)",
+			set: func(c *Config, v string) error {
+				n, err := parseSize(v)
+				if n == 0 {
+					n = -1 // the DB's zero means its default
+				}
+				c.DB.StateCacheBytes = n
+				return err
+			},
+			get: func(c *Config) string { return strconv.FormatInt(max(c.DB.StateCacheBytes, 0), 10) }},
 		sizeOpt("memtable-size", "largest size of pebble's memtable, where writes gather before a flush; up to twice this is held (1mb to 1gb)", func(c *Config) *int64 { return &c.DB.MemtableBytes }),
 		sizeOpt("heap-floor", "Go heap size below which the garbage collector does not run (0 leaves it to GOGC)", func(c *Config) *int64 { return &c.HeapFloor }),
 		stringOpt("requirepass", "password of the default user; clients must AUTH before any other command", func(c *Config) *string { return &c.RequirePass }),

@@ -54,11 +54,11 @@ in-memory = false
 
 func TestOptionValues(t *testing.T) {
 	var out bytes.Buffer
-	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--memtable-size", "16mb", "--fsync-min-interval", "100us", "--search-cache-size", "0", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
+	cfg, _, err := ParseArgs([]string{"--in-memory", "--cache-size", "64mb", "--memtable-size", "16mb", "--fsync-min-interval", "100us", "--search-cache-size", "0", "--state-cache-size", "0", "--script-max-state-bytes", "2mb", "--protected-mode", "no", "--log-format", "json", "--log-level", "warn"}, env(nil), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.FsyncMinInterval != 100*time.Microsecond || cfg.DB.SearchCacheBytes >= 0 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
+	if !cfg.DB.InMemory || cfg.DB.CacheBytes != 64<<20 || cfg.DB.MemtableBytes != 16<<20 || cfg.DB.FsyncMinInterval != 100*time.Microsecond || cfg.DB.SearchCacheBytes >= 0 || cfg.DB.StateCacheBytes >= 0 || cfg.DB.Limits.MaxStateBytes != 2<<20 || cfg.ProtectedMode || cfg.LogFormat != "json" || cfg.LogLevel.String() != "WARN" {
 		t.Fatalf("parsed: %+v", cfg)
 	}
 	for v, want := range map[string]time.Duration{"auto": legion.FsyncPaced, "OFF": legion.FsyncUnpaced, "0": legion.FsyncUnpaced, "2ms": 2 * time.Millisecond} {

@@ -1,0 +1,470 @@
+package scripting
+
+import (
+	"math"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// The state cache
+//
+// Decoding a state builds a Lua table from its bytes on every call, which
+// for a large state costs far more than the handler's own work. The engine
+// may therefore keep, per partition key, the table a call ended with,
+// together with the encoding the call produced from it, and hand that
+// table to the next call whose state is those same bytes.
+//
+// This must never be observable: a handler has to see exactly the table
+// that decoding the bytes would build, on this node and on every replica,
+// or replays would diverge. gopher-lua's tables carry history that their
+// contents do not show (a removed key keeps its place in the table's key
+// order and takes it again when set anew; an array part keeps its length
+// when its last elements are removed), and a handler can also give a
+// table a metatable, share one table in two places, or store -0. So a
+// table is kept only after a check that it is in every respect the table
+// that decoding its encoding builds: the same values bit for bit, no
+// metatable, no table reachable twice, an array part of the same length
+// (or none), and a hash part whose key order is the encoding's with no
+// removed keys left in it. Everything else is simply not kept, and the
+// next call decodes. The check walks the table and the encoding together,
+// allocating nothing, at a fraction of a decode's cost.
+//
+// Two of those properties, the array part's length and the number of keys
+// in the key order, are not visible through gopher-lua's API; they are
+// read with reflection (see tableFields). Should a gopher-lua release
+// rename those fields, the cache turns itself off (TestTableFieldsFound
+// fails first).
+//
+// The cache also charges the instruction budget exactly what the decode
+// would have, so whether a call found its table cached changes nothing a
+// handler or its budget can see.
+
+// tableFields locates the fields of lua.LTable the check reads.
+type tableFields struct {
+	array, keys int // field indices
+	ok          bool
+}
+
+// findTableFields returns where lua.LTable keeps its array part and its
+// key order (ok false if either is missing or of another kind).
+func findTableFields() tableFields {
+	t := reflect.TypeFor[lua.LTable]()
+	arr, ok1 := t.FieldByName("array")
+	keys, ok2 := t.FieldByName("keys")
+	lv := reflect.TypeFor[lua.LValue]()
+	if !ok1 || !ok2 || len(arr.Index) != 1 || len(keys.Index) != 1 ||
+		arr.Type.Kind() != reflect.Slice || arr.Type.Elem() != lv ||
+		keys.Type.Kind() != reflect.Slice || keys.Type.Elem() != lv {
+		return tableFields{}
+	}
+	return tableFields{array: arr.Index[0], keys: keys.Index[0], ok: true}
+}
+
+// ltableFields is immutable after package initialization.
+var ltableFields = findTableFields()
+
+// minCachedState is the smallest encoded state the cache keeps: decoding
+// a smaller one costs about what checking and keeping it would.
+const minCachedState = 512
+
+// cachedState is a decoded state kept for its key.
+type cachedState struct {
+	key        string
+	enc        []byte // the encoding tb matches; never modified
+	tb         *lua.LTable
+	charge     int64 // the budget a decode of enc is charged
+	cost       int64 // estimated memory
+	prev, next *cachedState
+}
+
+// stateCache is a byte-bounded LRU of decoded states by partition key. An
+// entry is taken out while a call uses it, so no two calls ever share a
+// table.
+type stateCache struct {
+	mu    sync.Mutex
+	limit int64
+	bytes int64
+	m     map[string]*cachedState
+	head  cachedState // sentinel: head.next is the most recently used
+
+	hits, misses atomic.Int64
+}
+
+func newStateCache(limit int64) *stateCache {
+	c := &stateCache{limit: limit, m: make(map[string]*cachedState)}
+	c.head.prev, c.head.next = &c.head, &c.head
+	return c
+}
+
+func (c *stateCache) unlink(s *cachedState) {
+	s.prev.next, s.next.prev = s.next, s.prev
+	s.prev, s.next = nil, nil
+	delete(c.m, s.key)
+	c.bytes -= s.cost
+}
+
+// take removes key's entry and returns it if its encoding is state.
+func (c *stateCache) take(key, state []byte) *cachedState {
+	c.mu.Lock()
+	s := c.m[string(key)]
+	if s != nil {
+		c.unlink(s)
+	}
+	c.mu.Unlock()
+	if s == nil || len(s.enc) != len(state) || string(s.enc) != string(state) {
+		c.misses.Add(1)
+		return nil
+	}
+	c.hits.Add(1)
+	return s
+}
+
+// put makes s key's entry, evicting the least recently used beyond the
+// limit. An entry larger than the whole limit is not kept.
+func (c *stateCache) put(s *cachedState) {
+	if s.cost > c.limit {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.m[s.key]; old != nil {
+		c.unlink(old)
+	}
+	s.prev, s.next = &c.head, c.head.next
+	s.prev.next, s.next.prev = s, s
+	c.m[s.key] = s
+	c.bytes += s.cost
+	for c.bytes > c.limit {
+		c.unlink(c.head.prev)
+	}
+}
+
+// clear drops every entry.
+func (c *stateCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.head.next != &c.head {
+		c.unlink(c.head.next)
+	}
+}
+
+// usage returns the bytes held (estimated) and the entries.
+func (c *stateCache) usage() (bytes int64, entries int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes, len(c.m)
+}
+
+// tableCost estimates the memory of a decoded table beyond its strings:
+// the table, its maps and slices.
+const tableCost = 384
+
+// matcher finds out whether a Lua value is in every respect the value
+// decoding an encoding builds (see the comment at the top of this file),
+// and what that decode charges. It works either alongside the encoder (on
+// the value the encoding is made from) or on its own (matchState). Its
+// slices and map are kept between uses by a runner.
+type matcher struct {
+	d        decoder
+	checking bool  // the runner's last state encoding was checked
+	bad      bool  // the value differs from the decode
+	charge   int64 // what decoding charges
+	tables   int64 // tables walked
+	small    [8]*lua.LTable
+	nsmall   int
+	seen     map[*lua.LTable]struct{} // tables walked, past the first few
+	hkeys    []token                  // matchState: the expected hash keys of the tables being walked
+}
+
+// start begins a check against enc (nil when the encoder is making it).
+func (m *matcher) start(enc []byte) {
+	m.d = decoder{b: enc}
+	m.bad, m.charge, m.tables = false, 0, 0
+}
+
+// finish drops what the check kept but its verdict.
+func (m *matcher) finish() {
+	m.d = decoder{}
+	clear(m.small[:m.nsmall])
+	m.nsmall = 0
+	if len(m.seen) > 0 {
+		clear(m.seen)
+	}
+	if cap(m.hkeys) > 4096 {
+		m.hkeys = nil
+	} else {
+		clear(m.hkeys[:cap(m.hkeys)]) // they alias the encoding
+		m.hkeys = m.hkeys[:0]
+	}
+}
+
+// cost estimates the memory of the value checked, whose encoding is n
+// bytes.
+func (m *matcher) cost(n int) int64 { return 2*int64(n) + m.tables*tableCost }
+
+// matchState reports whether v is in every respect the value decoding enc
+// builds (enc must be a valid encoding); m.charge is then what that
+// decoding charges.
+func (m *matcher) matchState(v lua.LValue, enc []byte) bool {
+	if !ltableFields.ok {
+		return false
+	}
+	m.start(enc)
+	defer m.finish()
+	return m.value(v) && m.d.p == len(enc)
+}
+
+// fields returns tb's array part and key order.
+func fields(tb *lua.LTable) (array, keys reflect.Value) {
+	rv := reflect.ValueOf(tb).Elem()
+	return rv.Field(ltableFields.array), rv.Field(ltableFields.keys)
+}
+
+// isArrayIndex reports whether decoding puts the number key f in a
+// table's array part.
+func isArrayIndex(f float64) bool {
+	return f >= 1 && f < float64(lua.MaxArrayIndex) && f == math.Trunc(f)
+}
+
+// encoded checks a value the encoder writes: numbers must come back with
+// the same bits (-0 becomes 0, every NaN the canonical one).
+func (m *matcher) encoded(v lua.LValue) {
+	switch v := v.(type) {
+	case lua.LNumber:
+		f := float64(v)
+		if f == 0 && math.Signbit(f) || f != f && math.Float64bits(f) != canonicalNaN {
+			m.bad = true
+		}
+	case lua.LString:
+		m.charge += int64(len(v)) / 32
+	}
+}
+
+// encodedTable checks a table the encoder enters.
+func (m *matcher) encodedTable(tb *lua.LTable) {
+	m.tables++
+	if !ltableFields.ok || tb.Metatable != lua.LNil || !m.firstVisit(tb) {
+		m.bad = true
+	}
+}
+
+// encodedDense checks tb, encoded as the array 1..n from its array part.
+func (m *matcher) encodedDense(tb *lua.LTable, n int) {
+	if arr, _ := fields(tb); !m.bad && arr.Len() != n {
+		m.bad = true
+	}
+}
+
+// encodedEntries checks the layout of tb, whose entries the encoder
+// collected and sorted into ents (its encoding's order).
+func (m *matcher) encodedEntries(tb *lua.LTable, ents []entry, isArray bool) {
+	if m.bad {
+		return
+	}
+	arr, keys := fields(tb)
+	if isArray {
+		if arr.IsNil() || arr.Len() != len(ents) || keys.Len() != 0 {
+			m.bad = true
+		}
+		return
+	}
+	nArr, maxKey := 0, 0
+	for _, en := range ents {
+		if f, ok := en.k.(lua.LNumber); ok && isArrayIndex(float64(f)) {
+			nArr++
+			maxKey = int(f)
+		}
+	}
+	m.charge += int64(maxKey)
+	if keys.Len() != len(ents)-nArr || (nArr == 0) != arr.IsNil() || nArr > 0 && arr.Len() != maxKey {
+		m.bad = true
+		return
+	}
+	k := lua.LValue(lua.LNil)
+	for i := 0; i < nArr; i++ {
+		k, _ = tb.Next(k)
+	}
+	for _, en := range ents {
+		if f, ok := en.k.(lua.LNumber); ok && isArrayIndex(float64(f)) {
+			continue
+		}
+		k, _ = tb.Next(k)
+		if !sameKey(k, en.k) {
+			m.bad = true
+			return
+		}
+	}
+	if k, _ = tb.Next(k); k != lua.LNil {
+		m.bad = true
+	}
+}
+
+// sameKey reports whether two keys are the same string, or numbers with
+// the same bits.
+func sameKey(a, b lua.LValue) bool {
+	switch a := a.(type) {
+	case lua.LString:
+		bs, ok := b.(lua.LString)
+		return ok && a == bs
+	case lua.LNumber:
+		bn, ok := b.(lua.LNumber)
+		return ok && math.Float64bits(float64(a)) == math.Float64bits(float64(bn))
+	}
+	return false
+}
+
+// firstVisit records tb and reports whether it was not seen before.
+func (m *matcher) firstVisit(tb *lua.LTable) bool {
+	for _, t := range m.small[:m.nsmall] {
+		if t == tb {
+			return false
+		}
+	}
+	if _, dup := m.seen[tb]; dup {
+		return false
+	}
+	if m.nsmall < len(m.small) {
+		m.small[m.nsmall] = tb
+		m.nsmall++
+		return true
+	}
+	if m.seen == nil {
+		m.seen = make(map[*lua.LTable]struct{})
+	}
+	m.seen[tb] = struct{}{}
+	return true
+}
+
+// value matches the next encoded value against v.
+func (m *matcher) value(v lua.LValue) bool {
+	t, err := m.d.next()
+	if err != nil {
+		return false
+	}
+	m.charge++
+	switch t.tag {
+	case tagNil:
+		return v == lua.LNil
+	case tagFalse:
+		return v == lua.LFalse
+	case tagTrue:
+		return v == lua.LTrue
+	case tagInt, tagFloat:
+		n, ok := v.(lua.LNumber)
+		return ok && math.Float64bits(float64(n)) == math.Float64bits(t.f)
+	case tagStr:
+		m.charge += int64(len(t.s)) / 32
+		s, ok := v.(lua.LString)
+		return ok && string(s) == string(t.s)
+	}
+	tb, ok := v.(*lua.LTable)
+	if !ok || tb.Metatable != lua.LNil || !m.firstVisit(tb) {
+		return false
+	}
+	m.tables++
+	arr, keys := fields(tb)
+	if t.tag == tagArray {
+		// Decoding fills a table made for n elements, 1..n.
+		if arr.IsNil() || arr.Len() != t.n || keys.Len() != 0 {
+			return false
+		}
+		for i := 1; i <= t.n; i++ {
+			if !m.value(tb.RawGetInt(i)) {
+				return false
+			}
+		}
+		return true
+	}
+	// A map: decoding sets its entries in the encoding's order. Integer
+	// keys from 1 below lua.MaxArrayIndex go to the array part (padded
+	// with nils up to each), the others to the hash part, in order.
+	base := len(m.hkeys)
+	defer func() { m.hkeys = m.hkeys[:base] }()
+	nArr, maxKey := 0, 0
+	for i := 0; i < t.n; i++ {
+		kt, err := m.d.next()
+		if err != nil {
+			return false
+		}
+		m.charge++
+		var val lua.LValue
+		switch kt.tag {
+		case tagStr:
+			m.charge += int64(len(kt.s)) / 32
+			m.hkeys = append(m.hkeys, kt)
+			val = tb.RawGetString(unsafeString(kt.s))
+		case tagInt, tagFloat:
+			if f := kt.f; isArrayIndex(f) {
+				nArr++
+				maxKey = int(f)
+				val = tb.RawGetInt(maxKey)
+			} else {
+				m.hkeys = append(m.hkeys, kt)
+				val = tb.RawGet(lua.LNumber(f))
+			}
+		default:
+			return false
+		}
+		if val == lua.LNil || !m.value(val) {
+			return false
+		}
+	}
+	m.charge += int64(maxKey)
+	nHash := len(m.hkeys) - base
+	if keys.Len() != nHash {
+		return false // keys that are set and gone, or keys the encoding lacks
+	}
+	if nArr == 0 {
+		if !arr.IsNil() {
+			return false
+		}
+	} else {
+		if arr.IsNil() || arr.Len() != maxKey {
+			return false
+		}
+		set := 0
+		for i := 1; i <= maxKey; i++ {
+			if tb.RawGetInt(i) != lua.LNil {
+				set++
+			}
+		}
+		if set != nArr {
+			return false
+		}
+	}
+	// The hash part's order is what next and pairs follow: it must be
+	// the order decoding inserts.
+	k := lua.LValue(lua.LNil)
+	for i := 0; i < nArr; i++ {
+		k, _ = tb.Next(k)
+	}
+	for _, want := range m.hkeys[base:] {
+		k, _ = tb.Next(k)
+		switch kk := k.(type) {
+		case lua.LString:
+			if want.tag != tagStr || string(kk) != string(want.s) {
+				return false
+			}
+		case lua.LNumber:
+			if want.tag == tagStr || math.Float64bits(float64(kk)) != math.Float64bits(want.f) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	k, _ = tb.Next(k)
+	return k == lua.LNil
+}
+
+// unsafeString views b as a string for a lookup that does not keep it.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}

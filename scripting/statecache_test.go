@@ -1,0 +1,391 @@
+package scripting
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// The cache reads two private fields of gopher-lua's tables; a release
+// that renames them must fail here rather than turn the cache off quietly.
+func TestTableFieldsFound(t *testing.T) {
+	if !ltableFields.ok {
+		t.Fatal("lua.LTable has no array and keys fields of []LValue: the state cache is off")
+	}
+}
+
+// checkBoth runs both checks of v against its own encoding: the encoder's
+// and matchState's. They must agree; it returns their verdict and the
+// charge they computed.
+func checkBoth(t *testing.T, v lua.LValue) (enc []byte, ok bool, charge int64) {
+	t.Helper()
+	var m matcher
+	enc, _, kind, msg := encodeLuaReusing(v, 1<<30, false, ErrStateSize, "state", nil, 0, &m)
+	if kind != nil {
+		t.Fatalf("encode: %s", msg)
+	}
+	encOK, encCharge := !m.bad, m.charge
+	var m2 matcher
+	ok = m2.matchState(v, enc)
+	if ok != encOK {
+		t.Fatalf("%x: the encoder's check says %v, matchState %v", enc, encOK, ok)
+	}
+	if ok && m2.charge != encCharge {
+		t.Fatalf("%x: the encoder's check charges %d, matchState %d", enc, encCharge, m2.charge)
+	}
+	return enc, ok, m2.charge
+}
+
+// A freshly decoded value always matches its encoding, and both checks
+// compute exactly what the decode charged.
+func TestMatchDecoded(t *testing.T) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	exprs := []string{
+		"{}", "{1}", "{1,{2,{3,{}}}}", `{a={b={c="d"}},[1]=1,[1.5]=2,[-3]=4}`,
+		`{[2^53]=1,[2^53+2]=2,["2"]=3,[2]=4}`, `{1,2,nil,4}`, `{x=true,y=false}`,
+		`{[0]=0,[-0.5]=1,[1e300]=2,[3]=3,[100]=4,z={0/0,1/0,-1/0}}`,
+		`{"` + strings.Repeat("long string ", 20) + `", {` + strings.Repeat(`"s",`, 300) + `}}`,
+	}
+	for _, expr := range exprs {
+		b := encodeExpr(t, L, expr)
+		v, charge, err := decodeLua(L, b, 1<<30)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		_, ok, got := checkBoth(t, v)
+		if !ok {
+			t.Errorf("%s: a fresh decode does not match its encoding", expr)
+		}
+		if got != charge {
+			t.Errorf("%s: checks charge %d, the decode charged %d", expr, got, charge)
+		}
+	}
+}
+
+// Tables whose history or extras a decode would not reproduce must be
+// refused; tables built in the decode's own order are accepted.
+func TestMatchRefusesWhatDecodeWouldNotBuild(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	cases := []struct {
+		name, code string
+		ok         bool
+	}{
+		{"constructor in order", `return {a = 1, b = 2, c = {1, 2, 3}}`, true},
+		{"removed key", `local t = {a = 1, b = 2, c = 3}; t.b = nil; return t`, false},
+		{"removed and set again in place", `local t = {a = 1, b = 2, c = 3}; t.b = nil; t.b = 5; return t`, true},
+		{"keys out of order", `local t = {}; t.b = 1; t.a = 2; return t`, false},
+		{"number keys out of order", `return {[2.5] = 1, [-1] = 2}`, false},
+		{"number keys in order", `return {[-1] = 2, [2.5] = 1}`, true},
+		{"list and fields", `return {1, 2, x = 1}`, true},
+		{"sparse list", `return {[1] = 1, [3] = 3}`, true},
+		{"list shrunk at the end", `local t = {1, 2, 3}; t[3] = nil; return t`, false},
+		{"list emptied, then a field", `local t = {1}; t[1] = nil; t.x = 1; return t`, false},
+		{"metatable", `return setmetatable({a = 1}, {})`, false},
+		{"nested metatable", `return {a = setmetatable({}, {})}`, false},
+		{"shared table", `local s = {1}; return {x = s, y = s}`, false},
+		{"negative zero value", `local z = 0; z = -z; return {x = z}`, false},
+		{"negative zero key", `local z = 0; z = -z; return {[z] = 1}`, false},
+		{"removed number key", `local t = {[0.5] = 1, [1.5] = 2}; t[0.5] = nil; return t`, false},
+		{"removed nested key", `local t = {a = {x = 1, y = 2}}; t.a.x = nil; return t`, false},
+	}
+	for _, c := range cases {
+		if err := L.DoString(c.code); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		v := L.Get(-1)
+		L.Pop(1)
+		enc, ok, _ := checkBoth(t, v)
+		if ok != c.ok {
+			t.Errorf("%s: accepted %v, want %v", c.name, ok, c.ok)
+		}
+		if ok {
+			// An accepted table iterates exactly as its decode does.
+			d, _, err := decodeLua(L, enc, 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := walk(v), walk(d); a != b {
+				t.Errorf("%s: accepted, but iterates %s where the decode iterates %s", c.name, a, b)
+			}
+		}
+	}
+}
+
+// walk renders next's order through v's tables.
+func walk(v lua.LValue) string {
+	tb, ok := v.(*lua.LTable)
+	if !ok {
+		return lua.LVAsString(v)
+	}
+	var sb strings.Builder
+	sb.WriteString("{")
+	for k, x := tb.Next(lua.LNil); k != lua.LNil; k, x = tb.Next(k) {
+		fmt.Fprintf(&sb, "%v=%s,", k, walk(x))
+	}
+	fmt.Fprintf(&sb, "#%d}", tb.Len())
+	return sb.String()
+}
+
+func TestStateCacheBound(t *testing.T) {
+	c := newStateCache(1000)
+	put := func(key string, cost int64) {
+		c.put(&cachedState{key: key, enc: []byte(key), cost: cost})
+	}
+	put("a", 400)
+	put("b", 400)
+	if c.take([]byte("a"), []byte("a")) == nil {
+		t.Fatal("a is not cached")
+	}
+	put("a", 400) // a is now the most recent
+	put("c", 400) // evicts b
+	if b, n := c.usage(); b != 800 || n != 2 {
+		t.Fatalf("holds %d bytes in %d entries, want 800 in 2", b, n)
+	}
+	if c.take([]byte("b"), []byte("b")) != nil {
+		t.Fatal("b survived eviction")
+	}
+	if c.take([]byte("a"), []byte("other bytes")) != nil {
+		t.Fatal("an entry answered for other bytes")
+	}
+	if c.take([]byte("a"), []byte("a")) != nil {
+		t.Fatal("an entry taken for other bytes stayed cached")
+	}
+	put("huge", 2000)
+	if c.take([]byte("huge"), []byte("huge")) != nil {
+		t.Fatal("an entry larger than the limit was kept")
+	}
+}
+
+// shuffleSrc mutates its state at random in every way that leaves a trace
+// in gopher-lua's tables (removed keys, keys set out of order, lists
+// shrunk, metatables, shared tables, -0) and reports everything a handler
+// can see of the state it was given: next's order, #t, the bits of
+// numbers, before and after its changes. index and query do the same, and
+// mutate the state too.
+const shuffleSrc = `
+local keys = {"a", "b", "c", "d", "e", "f"}
+
+local function show(t, out, depth)
+  if type(t) ~= "table" then
+    if t == 0 then out[#out+1] = tostring(1/t) else out[#out+1] = tostring(t) end
+    return
+  end
+  out[#out+1] = "{#" .. #t .. (getmetatable(t) and "mt" or "") .. ":"
+  -- next from a key just past the list: gopher-lua answers from where
+  -- the array part ends, which only its length shows.
+  local ok, k = pcall(next, t, #t + 1)
+  out[#out+1] = tostring(ok) .. "/" .. tostring(k) .. ":"
+  for k, v in pairs(t) do
+    if type(k) == "number" and k == 0 then out[#out+1] = tostring(1/k) else out[#out+1] = tostring(k) end
+    out[#out+1] = "="
+    if k ~= "pad" and depth < 4 then show(v, out, depth + 1) else out[#out+1] = "..." end
+    out[#out+1] = ","
+  end
+  out[#out+1] = "}"
+end
+
+local function value(depth)
+  local r = math.random(10)
+  if r <= 3 then return math.random(100) end
+  if r == 4 then local z = 0; return -z end
+  if r <= 6 then return keys[math.random(#keys)] end
+  if depth > 2 then return true end
+  local t = {}
+  for i = 1, math.random(0, 4) do t[keys[math.random(#keys)]] = value(depth + 1) end
+  for i = 1, math.random(0, 3) do t[#t + 1] = value(depth + 1) end
+  return t
+end
+
+local function mutate(t, n)
+  for i = 1, n do
+    local r = math.random(12)
+    local k = keys[math.random(#keys)]
+    if r <= 3 then t[k] = value(1)
+    elseif r <= 5 then t[k] = nil
+    elseif r == 6 then t[math.random(6)] = value(1)
+    elseif r == 7 then t[math.random(6)] = nil
+    elseif r == 8 then table.insert(t, value(1))
+    elseif r == 9 then if #t > 0 then table.remove(t) end
+    elseif r == 10 then if type(t[k]) == "table" then t[keys[math.random(#keys)]] = t[k] end
+    elseif r == 11 then if type(t[k]) == "table" then mutate(t[k], 2) end
+    elseif math.random(4) == 1 then setmetatable(t, {})
+    end
+  end
+end
+
+function apply(event, state, ctx)
+  local out = {}
+  show(state, out, 0)
+  if state == nil or event == "reset" then state = {} end
+  mutate(state, math.random(0, 3))
+  state.pad = string.rep("p", 600)
+  out[#out+1] = " after: "
+  show(state, out, 0)
+  local n = 0
+  for i = 1, math.random(20) do n = n + i end -- varies the budget used
+  return table.concat(out), state
+end
+
+function index(state, key)
+  local out = {}
+  show(state, out, 0)
+  if math.random(3) == 1 then mutate(state, 2) end
+  local tags = {}
+  for k in pairs(state) do
+    if #tags < 3 and type(k) == "string" then tags[#tags + 1] = k end
+  end
+  tags[#tags + 1] = string.sub(table.concat(out), 1, 200)
+  return tags
+end
+
+function query(request, state, ctx)
+  local out = {}
+  show(state, out, 0)
+  if request == "mutate" then mutate(state, 3) end
+  return table.concat(out)
+end
+`
+
+// The same calls on an engine with the state cache and on one without must
+// give the same bytes, errors and budget, while the cache is used.
+func TestStateCacheChangesNothing(t *testing.T) {
+	for _, budget := range []int64{2_000_000, 4_000} {
+		t.Run(fmt.Sprintf("budget %d", budget), func(t *testing.T) {
+			lim := testLimits()
+			lim.InstructionBudget = budget
+			cached, plain := NewEngine(lim), NewEngine(lim)
+			defer cached.Close()
+			defer plain.Close()
+			cached.SetStateCache(1 << 20)
+			h, err := cached.Load([]byte(shuffleSrc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := plain.Load([]byte(shuffleSrc)); err != nil { // the same calls on both
+				t.Fatal(err)
+			}
+			failed := 0
+			keys := [][]byte{[]byte("k1"), []byte("k2"), []byte("k3")}
+			states := map[string][]byte{}
+			same := func(what string, a, b []byte, ea, eb error) {
+				t.Helper()
+				if !bytes.Equal(a, b) || fmt.Sprint(ea) != fmt.Sprint(eb) {
+					t.Fatalf("%s: with the cache %q (%v), without %q (%v)", what, a, ea, b, eb)
+				}
+			}
+			for i := 0; i < 3000; i++ {
+				key := keys[i%len(keys)]
+				state := states[string(key)]
+				ev := "e"
+				if i%97 == 0 {
+					ev = "reset"
+				}
+				call := Call{Key: key, ID: fmt.Sprintf("id-%d", i), Time: int64(i)}
+				ns1, out1, err1 := cached.Apply(h, state, []byte(ev), call)
+				ns2, out2, err2 := plain.Apply(h, state, []byte(ev), call)
+				same(fmt.Sprintf("apply %d output", i), out1, out2, err1, err2)
+				same(fmt.Sprintf("apply %d state", i), ns1, ns2, err1, err2)
+				var budgetErr *Error
+				if err1 != nil && !(errors.As(err1, &budgetErr) && budgetErr.Kind == ErrBudget) {
+					t.Fatalf("apply %d: %v", i, err1)
+				}
+				if err1 != nil {
+					failed++
+				} else {
+					state = ns1
+					states[string(key)] = ns1
+				}
+				switch i % 5 {
+				case 1:
+					t1, err1 := cached.Index(h, state, Call{Key: key})
+					t2, err2 := plain.Index(h, state, Call{Key: key})
+					same(fmt.Sprintf("index %d", i), []byte(strings.Join(t1, "|")), []byte(strings.Join(t2, "|")), err1, err2)
+				case 3:
+					req := []byte("look")
+					if i%3 == 0 {
+						req = []byte("mutate")
+					}
+					o1, err1 := cached.Query(h, state, req, Call{Key: key})
+					o2, err2 := plain.Query(h, state, req, Call{Key: key})
+					same(fmt.Sprintf("query %d", i), o1, o2, err1, err2)
+				}
+			}
+			c1, u1 := cached.Usage()
+			c2, u2 := plain.Usage()
+			if c1 != c2 || u1 != u2 {
+				t.Fatalf("with the cache %d calls used %d units, without %d used %d", c1, u1, c2, u2)
+			}
+			st := cached.StateCacheStats()
+			t.Logf("hits %d, misses %d, %d entries, %d bytes; %d events over budget", st.Hits, st.Misses, st.Entries, st.Bytes, failed)
+			if st.Hits < 300 || st.Misses < 300 {
+				t.Fatalf("hits %d and misses %d: the test does not exercise both paths", st.Hits, st.Misses)
+			}
+		})
+	}
+}
+
+// Calls from many goroutines, two of them on each key with states of their
+// own, give what each chain of calls gives alone without the cache.
+func TestStateCacheConcurrent(t *testing.T) {
+	cached, plain := NewEngine(testLimits()), NewEngine(testLimits())
+	defer cached.Close()
+	defer plain.Close()
+	cached.SetStateCache(1 << 20)
+	h, err := cached.Load([]byte(shuffleSrc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chains, steps = 4, 150
+	run := func(e *Engine, chain int) [][]byte {
+		key := []byte(fmt.Sprintf("k%d", chain%2))
+		var state []byte
+		var outs [][]byte
+		for i := 0; i < steps; i++ {
+			call := Call{Key: key, ID: fmt.Sprintf("%d-%d", chain, i)}
+			ns, out, err := e.Apply(h, state, []byte("e"), call)
+			if err != nil {
+				t.Errorf("chain %d step %d: %v", chain, i, err)
+				return nil
+			}
+			q, err := e.Query(h, ns, []byte("mutate"), Call{Key: key})
+			if err != nil {
+				t.Errorf("chain %d step %d: query: %v", chain, i, err)
+				return nil
+			}
+			outs = append(outs, out, ns, q)
+			state = ns
+		}
+		return outs
+	}
+	got := make([][][]byte, chains)
+	var wg sync.WaitGroup
+	for c := 0; c < chains; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[c] = run(cached, c)
+		}()
+	}
+	wg.Wait()
+	for c := 0; c < chains; c++ {
+		want := run(plain, c)
+		if len(got[c]) != len(want) {
+			t.Fatalf("chain %d: %d results, want %d", c, len(got[c]), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[c][i], want[i]) {
+				t.Fatalf("chain %d result %d: with the cache %q, without %q", c, i, got[c][i], want[i])
+			}
+		}
+	}
+	if st := cached.StateCacheStats(); st.Hits == 0 {
+		t.Fatal("the state cache was never used")
+	}
+}
