@@ -549,7 +549,8 @@ func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *parti
 		if err != nil {
 			return nil, nil, err
 		}
-		if p.tags.SHA != active.sha || !bytes.Equal(newState, state) {
+		// Without index, a handler's tags are none whatever the state.
+		if p.tags.SHA != active.sha || active.h.HasIndex() && !bytes.Equal(newState, state) {
 			tags, err := db.engine.Index(active.h, newState, scripting.Call{Key: key})
 			if err != nil {
 				return nil, nil, err
