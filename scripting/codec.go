@@ -346,6 +346,27 @@ type encoder struct {
 	// what decoding its encoding builds, and what that decode charges
 	// (see statecache.go).
 	check *matcher
+	// verify, if set, is what the encoding must come out as: buf then holds
+	// only what is not compared yet, and the encoding stops at the first
+	// difference (see verifyLua).
+	verify []byte
+	vpos   int // bytes of verify matched
+}
+
+var errMismatch = errors.New("the encoding differs")
+
+// verifyWritten compares what buf holds with verify, once it holds a few
+// KiB (or at the end, when final).
+func (e *encoder) verifyWritten(final bool) error {
+	if !final && len(e.buf) < 4096 {
+		return nil
+	}
+	end := e.vpos + len(e.buf)
+	if end > len(e.verify) || string(e.buf) != string(e.verify[e.vpos:end]) {
+		return errMismatch
+	}
+	e.vpos, e.buf = end, e.buf[:0]
+	return nil
 }
 
 type entry struct {
@@ -414,6 +435,9 @@ func isLuaKeyword(s string) bool {
 var errSizeSentinel = errors.New("size")
 
 func (e *encoder) checkSize() error {
+	if e.verify != nil {
+		return e.verifyWritten(false)
+	}
 	if len(e.buf) > e.max {
 		return errSizeSentinel
 	}
@@ -618,6 +642,7 @@ func encodeLua(v lua.LValue, max int, lenient bool, sizeErr error, root string) 
 type encodeBuffers struct {
 	stack   []*lua.LTable
 	scratch []entry
+	verify  []byte // verifyLua's
 }
 
 // encodeLuaReusing is encodeLua working in bufs (if not nil), which it
@@ -629,22 +654,13 @@ type encodeBuffers struct {
 func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root string, bufs *encodeBuffers, sizeHint int, check *matcher) (b []byte, charge int64, kind error, msg string) {
 	e := encoder{max: max, lenient: lenient, sizeErr: sizeErr}
 	if check != nil && !lenient {
-		check.start(nil)
+		check.start()
 		e.check = check
-		defer check.finish()
 	}
 	if bufs != nil {
 		e.stack, e.scratch = bufs.stack[:0], bufs.scratch[:0]
-		defer func() {
-			// table pops and clears what it pushes; the stack's popped
-			// slots still point at tables.
-			clear(e.stack[:cap(e.stack)])
-			bufs.stack, bufs.scratch = e.stack[:0], e.scratch[:0]
-			if cap(e.scratch) > 4096 {
-				bufs.scratch = nil // do not keep a huge state's worth
-			}
-		}()
 	}
+	defer e.release(bufs)
 	if _, ok := v.(*lua.LTable); ok {
 		e.buf = make([]byte, 0, encodeCap(sizeHint, max)) // most states: one allocation
 	}
@@ -656,6 +672,42 @@ func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root s
 		return nil, e.charge, pe.kind, pe.render(root)
 	}
 	return nil, e.charge, sizeErr, fmt.Sprintf("%s: encoded size exceeds %d bytes", root, max)
+}
+
+// release ends an encoding: it leaves bufs (if not nil, and they were
+// taken) empty for the next one, and the check its verdict only.
+func (e *encoder) release(bufs *encodeBuffers) {
+	if e.check != nil {
+		e.check.finish()
+	}
+	if bufs == nil {
+		return
+	}
+	// table pops and clears what it pushes; the stack's popped slots still
+	// point at tables.
+	clear(e.stack[:cap(e.stack)])
+	bufs.stack, bufs.scratch = e.stack[:0], e.scratch[:0]
+	if cap(e.scratch) > 4096 {
+		bufs.scratch = nil // do not keep a huge state's worth
+	}
+	if e.verify != nil && cap(e.buf) <= 64<<10 {
+		bufs.verify = e.buf[:0] // grown past a few KiB only by a long string
+	}
+}
+
+// verifyLua reports whether v is in every respect the value decoding enc
+// (a valid encoding) builds: its encoding is enc, and check finds nothing
+// a decode would build otherwise. check.charge is then what that decode
+// charges. It works in bufs, allocating nothing.
+func verifyLua(v lua.LValue, enc []byte, bufs *encodeBuffers, check *matcher) bool {
+	e := encoder{max: len(enc), sizeErr: ErrStateSize, check: check, verify: enc, buf: bufs.verify[:0]}
+	e.stack, e.scratch = bufs.stack[:0], bufs.scratch[:0]
+	check.start()
+	defer e.release(bufs)
+	if e.value(v, 0) != nil || e.verifyWritten(true) != nil {
+		return false
+	}
+	return e.vpos == len(enc) && !check.bad
 }
 
 // encodeCap is the capacity an encoding expected to take about hint bytes

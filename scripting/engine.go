@@ -311,7 +311,7 @@ func (r *runner) keepState(key, enc []byte, v lua.LValue, checked bool) {
 	if sc == nil || !ok || len(enc) < minCachedState || checked && r.match.bad {
 		return
 	}
-	if !checked && !r.match.matchState(tb, enc) {
+	if !checked && !verifyLua(tb, enc, &r.encBufs, &r.match) {
 		return
 	}
 	s := r.taken

@@ -173,13 +173,11 @@ func (c *stateCache) usage() (bytes int64, entries int) {
 // the table, its maps and slices.
 const tableCost = 384
 
-// matcher finds out whether a Lua value is in every respect the value
-// decoding an encoding builds (see the comment at the top of this file),
-// and what that decode charges. It works either alongside the encoder (on
-// the value the encoding is made from) or on its own (matchState). Its
-// slices and map are kept between uses by a runner.
+// matcher finds out, alongside the encoder, whether a Lua value is in every
+// respect the value decoding its encoding builds (see the comment at the
+// top of this file), and what that decode charges. Its map is kept between
+// uses by a runner.
 type matcher struct {
-	d        decoder
 	checking bool  // the runner's last state encoding was checked
 	bad      bool  // the value differs from the decode
 	charge   int64 // what decoding charges
@@ -187,46 +185,25 @@ type matcher struct {
 	small    [8]*lua.LTable
 	nsmall   int
 	seen     map[*lua.LTable]struct{} // tables walked, past the first few
-	hkeys    []token                  // matchState: the expected hash keys of the tables being walked
 }
 
-// start begins a check against enc (nil when the encoder is making it).
-func (m *matcher) start(enc []byte) {
-	m.d = decoder{b: enc}
+// start begins a check.
+func (m *matcher) start() {
 	m.bad, m.charge, m.tables = false, 0, 0
 }
 
 // finish drops what the check kept but its verdict.
 func (m *matcher) finish() {
-	m.d = decoder{}
 	clear(m.small[:m.nsmall])
 	m.nsmall = 0
 	if len(m.seen) > 0 {
 		clear(m.seen)
-	}
-	if cap(m.hkeys) > 4096 {
-		m.hkeys = nil
-	} else {
-		clear(m.hkeys[:cap(m.hkeys)]) // they alias the encoding
-		m.hkeys = m.hkeys[:0]
 	}
 }
 
 // cost estimates the memory of the value checked, whose encoding is n
 // bytes.
 func (m *matcher) cost(n int) int64 { return 2*int64(n) + m.tables*tableCost }
-
-// matchState reports whether v is in every respect the value decoding enc
-// builds (enc must be a valid encoding); m.charge is then what that
-// decoding charges.
-func (m *matcher) matchState(v lua.LValue, enc []byte) bool {
-	if !ltableFields.ok {
-		return false
-	}
-	m.start(enc)
-	defer m.finish()
-	return m.value(v) && m.d.p == len(enc)
-}
 
 // fields returns tb's array part and key order.
 func fields(tb *lua.LTable) (array, keys reflect.Value) {
@@ -347,128 +324,6 @@ func (m *matcher) firstVisit(tb *lua.LTable) bool {
 	}
 	m.seen[tb] = struct{}{}
 	return true
-}
-
-// value matches the next encoded value against v.
-func (m *matcher) value(v lua.LValue) bool {
-	t, err := m.d.next()
-	if err != nil {
-		return false
-	}
-	m.charge++
-	switch t.tag {
-	case tagNil:
-		return v == lua.LNil
-	case tagFalse:
-		return v == lua.LFalse
-	case tagTrue:
-		return v == lua.LTrue
-	case tagInt, tagFloat:
-		n, ok := v.(lua.LNumber)
-		return ok && math.Float64bits(float64(n)) == math.Float64bits(t.f)
-	case tagStr:
-		m.charge += int64(len(t.s)) / 32
-		s, ok := v.(lua.LString)
-		return ok && string(s) == string(t.s)
-	}
-	tb, ok := v.(*lua.LTable)
-	if !ok || tb.Metatable != lua.LNil || !m.firstVisit(tb) {
-		return false
-	}
-	m.tables++
-	arr, keys := fields(tb)
-	if t.tag == tagArray {
-		// Decoding fills a table made for n elements, 1..n.
-		if arr.IsNil() || arr.Len() != t.n || keys.Len() != 0 {
-			return false
-		}
-		for i := 1; i <= t.n; i++ {
-			if !m.value(tb.RawGetInt(i)) {
-				return false
-			}
-		}
-		return true
-	}
-	// A map: decoding sets its entries in the encoding's order. Integer
-	// keys from 1 below lua.MaxArrayIndex go to the array part (padded
-	// with nils up to each), the others to the hash part, in order.
-	base := len(m.hkeys)
-	defer func() { m.hkeys = m.hkeys[:base] }()
-	nArr, maxKey := 0, 0
-	for i := 0; i < t.n; i++ {
-		kt, err := m.d.next()
-		if err != nil {
-			return false
-		}
-		m.charge++
-		var val lua.LValue
-		switch kt.tag {
-		case tagStr:
-			m.charge += int64(len(kt.s)) / 32
-			m.hkeys = append(m.hkeys, kt)
-			val = tb.RawGetString(unsafeString(kt.s))
-		case tagInt, tagFloat:
-			if f := kt.f; isArrayIndex(f) {
-				nArr++
-				maxKey = int(f)
-				val = tb.RawGetInt(maxKey)
-			} else {
-				m.hkeys = append(m.hkeys, kt)
-				val = tb.RawGet(lua.LNumber(f))
-			}
-		default:
-			return false
-		}
-		if val == lua.LNil || !m.value(val) {
-			return false
-		}
-	}
-	m.charge += int64(maxKey)
-	nHash := len(m.hkeys) - base
-	if keys.Len() != nHash {
-		return false // keys that are set and gone, or keys the encoding lacks
-	}
-	if nArr == 0 {
-		if !arr.IsNil() {
-			return false
-		}
-	} else {
-		if arr.IsNil() || arr.Len() != maxKey {
-			return false
-		}
-		set := 0
-		for i := 1; i <= maxKey; i++ {
-			if tb.RawGetInt(i) != lua.LNil {
-				set++
-			}
-		}
-		if set != nArr {
-			return false
-		}
-	}
-	// The hash part's order is what next and pairs follow: it must be
-	// the order decoding inserts.
-	k := lua.LValue(lua.LNil)
-	for i := 0; i < nArr; i++ {
-		k, _ = tb.Next(k)
-	}
-	for _, want := range m.hkeys[base:] {
-		k, _ = tb.Next(k)
-		switch kk := k.(type) {
-		case lua.LString:
-			if want.tag != tagStr || string(kk) != string(want.s) {
-				return false
-			}
-		case lua.LNumber:
-			if want.tag == tagStr || math.Float64bits(float64(kk)) != math.Float64bits(want.f) {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	k, _ = tb.Next(k)
-	return k == lua.LNil
 }
 
 // unsafeString views b as a string for a lookup that does not keep it.

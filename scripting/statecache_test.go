@@ -19,9 +19,9 @@ func TestTableFieldsFound(t *testing.T) {
 	}
 }
 
-// checkBoth runs both checks of v against its own encoding: the encoder's
-// and matchState's. They must agree; it returns their verdict and the
-// charge they computed.
+// checkBoth runs both checks of v against its own encoding: the one made
+// while encoding, and verifyLua's against the bytes. They must agree; it
+// returns their verdict and the charge they computed.
 func checkBoth(t *testing.T, v lua.LValue) (enc []byte, ok bool, charge int64) {
 	t.Helper()
 	var m matcher
@@ -31,12 +31,21 @@ func checkBoth(t *testing.T, v lua.LValue) (enc []byte, ok bool, charge int64) {
 	}
 	encOK, encCharge := !m.bad, m.charge
 	var m2 matcher
-	ok = m2.matchState(v, enc)
+	var bufs encodeBuffers
+	ok = verifyLua(v, enc, &bufs, &m2)
 	if ok != encOK {
-		t.Fatalf("%x: the encoder's check says %v, matchState %v", enc, encOK, ok)
+		t.Fatalf("%x: the encoder's check says %v, verifyLua %v", enc, encOK, ok)
 	}
 	if ok && m2.charge != encCharge {
-		t.Fatalf("%x: the encoder's check charges %d, matchState %d", enc, encCharge, m2.charge)
+		t.Fatalf("%x: the encoder's check charges %d, verifyLua %d", enc, encCharge, m2.charge)
+	}
+	if len(enc) > 1 && verifyLua(v, enc[:len(enc)-1], &bufs, &m2) {
+		t.Fatalf("%x: verified against its encoding less a byte", enc)
+	}
+	other := bytes.Clone(enc)
+	other[len(other)-1] ^= 1
+	if verifyLua(v, other, &bufs, &m2) {
+		t.Fatalf("%x: verified against %x", enc, other)
 	}
 	return enc, ok, m2.charge
 }
@@ -388,4 +397,54 @@ func TestStateCacheConcurrent(t *testing.T) {
 	if st := cached.StateCacheStats(); st.Hits == 0 {
 		t.Fatal("the state cache was never used")
 	}
+}
+
+// A query or index that changes a value in place (the same layout, the
+// same length) must not leave its change in the cache for the next call.
+func TestStateCacheInPlaceChanges(t *testing.T) {
+	e := NewEngine(testLimits())
+	defer e.Close()
+	e.SetStateCache(1 << 20)
+	h, err := e.Load([]byte(`
+function apply(event, state, ctx)
+  state = state or { x = 1, pad = string.rep("p", 600) }
+  return state.x, state
+end
+function index(state, key) state.x = state.x + 1; return { "t" } end
+function query(request, state, ctx) state.x = state.x + 2; return state.x end`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("k")
+	state, _, err := e.Apply(h, nil, []byte("e"), Call{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := e.Index(h, state, Call{Key: key}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Query(h, state, nil, Call{Key: key}); err != nil {
+			t.Fatal(err)
+		}
+		_, out, err := e.Apply(h, state, []byte("e"), Call{Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, encodeValue(t, lua.LNumber(1))) {
+			t.Fatalf("round %d: apply saw x = %x, want 1: a change made by index or query survived", i, out)
+		}
+	}
+	if st := e.StateCacheStats(); st.Hits < 2 {
+		t.Fatalf("%d hits, %d misses: the calls did not use the cache", st.Hits, st.Misses)
+	}
+}
+
+func encodeValue(t *testing.T, v lua.LValue) []byte {
+	t.Helper()
+	b, _, kind, msg := encodeLua(v, 1<<20, false, ErrStateSize, "state")
+	if kind != nil {
+		t.Fatal(msg)
+	}
+	return b
 }
