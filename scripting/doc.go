@@ -28,7 +28,10 @@
 //     first prints them, table.sort is a stable merge sort, string functions
 //     are byte-oriented (C locale) and pattern matching is this package's own
 //     Lua 5.1 matcher, and state tables are rebuilt from canonical bytes so
-//     that #t, next and pairs iterate identically everywhere.
+//     that #t, next and pairs iterate identically everywhere. (With the
+//     state cache on, a call may get the table an earlier call left, but
+//     only one identical to that rebuild in every respect, see
+//     statecache.go, and charged the same.)
 //   - Globals are frozen: the top-level chunk may define globals; afterwards
 //     creating or assigning one is an error. Library tables, ctx, _G and the
 //     string metatable are read-only proxies guarded by __metatable.
@@ -52,7 +55,9 @@
 // An Engine is safe for concurrent use; each call borrows a pooled LState
 // for its duration. A Handler is immutable and may be shared. Byte slices
 // passed in are not retained; slices returned are freshly allocated and
-// owned by the caller.
+// owned by the caller, who must not modify a state Apply returns: with the
+// state cache on (SetStateCache), the engine keeps it to recognize the
+// state when it is passed in again.
 //
 // # Known gaps
 //
