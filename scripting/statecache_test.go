@@ -262,6 +262,23 @@ function query(request, state, ctx)
 end
 `
 
+// cachedAndPlain returns an engine with the state cache and one without,
+// both having loaded shuffleSrc (so that they count the same calls).
+func cachedAndPlain(t *testing.T, lim Limits) (cached, plain *Engine, h *Handler) {
+	cached, plain = NewEngine(lim), NewEngine(lim)
+	t.Cleanup(cached.Close)
+	t.Cleanup(plain.Close)
+	cached.SetStateCache(1 << 20)
+	h, err := cached.Load([]byte(shuffleSrc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Load([]byte(shuffleSrc)); err != nil {
+		t.Fatal(err)
+	}
+	return cached, plain, h
+}
+
 // The same calls on an engine with the state cache and on one without must
 // give the same bytes, errors and budget, while the cache is used.
 func TestStateCacheChangesNothing(t *testing.T) {
@@ -269,17 +286,7 @@ func TestStateCacheChangesNothing(t *testing.T) {
 		t.Run(fmt.Sprintf("budget %d", budget), func(t *testing.T) {
 			lim := testLimits()
 			lim.InstructionBudget = budget
-			cached, plain := NewEngine(lim), NewEngine(lim)
-			defer cached.Close()
-			defer plain.Close()
-			cached.SetStateCache(1 << 20)
-			h, err := cached.Load([]byte(shuffleSrc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := plain.Load([]byte(shuffleSrc)); err != nil { // the same calls on both
-				t.Fatal(err)
-			}
+			cached, plain, h := cachedAndPlain(t, lim)
 			failed := 0
 			keys := [][]byte{[]byte("k1"), []byte("k2"), []byte("k3")}
 			states := map[string][]byte{}
@@ -343,14 +350,7 @@ func TestStateCacheChangesNothing(t *testing.T) {
 // Calls from many goroutines, two of them on each key with states of their
 // own, give what each chain of calls gives alone without the cache.
 func TestStateCacheConcurrent(t *testing.T) {
-	cached, plain := NewEngine(testLimits()), NewEngine(testLimits())
-	defer cached.Close()
-	defer plain.Close()
-	cached.SetStateCache(1 << 20)
-	h, err := cached.Load([]byte(shuffleSrc))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cached, plain, h := cachedAndPlain(t, testLimits())
 	const chains, steps = 4, 150
 	run := func(e *Engine, chain int) [][]byte {
 		key := []byte(fmt.Sprintf("k%d", chain%2))

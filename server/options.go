@@ -96,6 +96,21 @@ func sizeOpt(name, usage string, field func(c *Config) *int64) option {
 		get: func(c *Config) string { return strconv.FormatInt(*field(c), 10) }}
 }
 
+// cacheSizeOpt is a size where 0 turns the cache off (the DB's zero means
+// its default, so 0 is kept as -1).
+func cacheSizeOpt(name, usage string, field func(c *Config) *int64) option {
+	return option{name: name, usage: usage,
+		set: func(c *Config, v string) error {
+			n, err := parseSize(v)
+			if n == 0 {
+				n = -1
+			}
+			*field(c) = n
+			return err
+		},
+		get: func(c *Config) string { return strconv.FormatInt(max(*field(c), 0), 10) }}
+}
+
 func intSizeOpt(name, usage string, field func(c *Config) *int) option {
 	return option{name: name, usage: usage,
 		set: func(c *Config, v string) error {
@@ -136,26 +151,8 @@ func options() []option {
 			get: func(c *Config) string { return legion.FormatFsyncMinInterval(c.DB.FsyncMinInterval) }},
 		sizeOpt("cache-size", "memory for loaded partitions (e.g. 256mb)", func(c *Config) *int64 { return &c.DB.CacheBytes }),
 		sizeOpt("block-cache-size", "pebble's block cache (e.g. 64mb)", func(c *Config) *int64 { return &c.DB.BlockCacheBytes }),
-		{name: "search-cache-size", usage: "memory for pages of exact-tag searches (the first page of a tag, and pages after a key read twice), answered without reading storage while their tag is unchanged (0 disables)",
-			set: func(c *Config, v string) error {
-				n, err := parseSize(v)
-				if n == 0 {
-					n = -1 // the DB's zero means its default
-				}
-				c.DB.SearchCacheBytes = n
-				return err
-			},
-			get: func(c *Config) string { return strconv.FormatInt(max(c.DB.SearchCacheBytes, 0), 10) }},
-		{name: "state-cache-size", usage: "memory for decoded states of 512 bytes or more, so an event on a state just written need not decode it again (0 disables)",
-			set: func(c *Config, v string) error {
-				n, err := parseSize(v)
-				if n == 0 {
-					n = -1 // the DB's zero means its default
-				}
-				c.DB.StateCacheBytes = n
-				return err
-			},
-			get: func(c *Config) string { return strconv.FormatInt(max(c.DB.StateCacheBytes, 0), 10) }},
+		cacheSizeOpt("search-cache-size", "memory for pages of exact-tag searches (the first page of a tag, and pages after a key read twice), answered without reading storage while their tag is unchanged (0 disables)", func(c *Config) *int64 { return &c.DB.SearchCacheBytes }),
+		cacheSizeOpt("state-cache-size", "memory for decoded states of 512 bytes or more, so an event on a state just written need not decode it again (0 disables)", func(c *Config) *int64 { return &c.DB.StateCacheBytes }),
 		sizeOpt("memtable-size", "largest size of pebble's memtable, where writes gather before a flush; up to twice this is held (1mb to 1gb)", func(c *Config) *int64 { return &c.DB.MemtableBytes }),
 		sizeOpt("heap-floor", "Go heap size below which the garbage collector does not run (0 leaves it to GOGC)", func(c *Config) *int64 { return &c.HeapFloor }),
 		stringOpt("requirepass", "password of the default user; clients must AUTH before any other command", func(c *Config) *string { return &c.RequirePass }),
