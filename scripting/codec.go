@@ -650,7 +650,7 @@ type encodeBuffers struct {
 // expected to have (a new state's is about its old state's): the buffer
 // starts that large, so a large state is not copied again and again as it
 // grows. check, if not nil (and not lenient), is set to tell whether v is
-// what decoding b builds (see matcher.encodedOK).
+// what decoding b builds (check.bad false) and what that decode charges.
 func encodeLuaReusing(v lua.LValue, max int, lenient bool, sizeErr error, root string, bufs *encodeBuffers, sizeHint int, check *matcher) (b []byte, charge int64, kind error, msg string) {
 	e := encoder{max: max, lenient: lenient, sizeErr: sizeErr}
 	if check != nil && !lenient {
