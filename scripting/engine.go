@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -74,9 +75,11 @@ func (e *Engine) drain() {
 // SetStateCache keeps the decoded states of up to about bytes of memory
 // (on the Go heap), by partition key, so that a call on a recent state
 // need not decode it again; 0 or less turns the cache off (the default).
-// Only states of at least 512 encoded bytes are kept, and only when
-// nothing about the kept table can differ from a fresh decode, so the
-// cache never changes what a handler sees or what its budget is charged.
+// Only states of at least 512 encoded bytes are kept (a smaller one an
+// apply returns is only handed to the next call on the same runner), and
+// only when nothing about the kept table can differ from a fresh decode,
+// so the cache never changes what a handler sees or what its budget is
+// charged.
 func (e *Engine) SetStateCache(bytes int64) {
 	var c *stateCache
 	if bytes > 0 {
@@ -92,6 +95,7 @@ type StateCacheStats struct {
 	Hits, Misses int64 // calls on a large state that found it, or did not
 	Bytes        int64 // estimated memory held
 	Entries      int
+	Handoffs     int64 // calls on a small state that took it from the apply before
 }
 
 // StateCacheStats returns the state cache's counters (zero when off).
@@ -101,7 +105,7 @@ func (e *Engine) StateCacheStats() StateCacheStats {
 		return StateCacheStats{}
 	}
 	b, n := c.usage()
-	return StateCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: b, Entries: n}
+	return StateCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: b, Entries: n, Handoffs: c.handoffs.Load()}
 }
 
 // Limits returns the current limits.
@@ -287,6 +291,14 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 			r.taken = s
 			return s.tb, nil
 		}
+	} else if ho := &r.handoff; sc != nil && ho.tb != nil {
+		tb, enc := ho.tb, ho.enc
+		ho.tb, ho.enc = nil, nil // taken, or stale
+		if bytes.Equal(ho.key, key) && sameBytes(enc, state) && r.bctx.n+ho.charge <= r.bctx.budget {
+			r.bctx.n += ho.charge
+			sc.handoffs.Add(1)
+			return tb, nil
+		}
 	}
 	v, charge, err := decodeLuaInterned(r.L, state, r.bctx.budget-r.bctx.n, &r.keys)
 	r.bctx.n += charge
@@ -301,14 +313,24 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 }
 
 // keepState offers the state cache v, a call's state value, as the
-// decoded form of enc under key. enc must never be modified: Apply keeps
-// the new state it returns, and Index and Query only what they took from
-// the cache. checked means the encoder made enc from v and found it
+// decoded form of enc under key (a small one is the runner's handoff
+// instead). enc must never be modified: Apply keeps the new state it
+// returns, and Index and Query only what they took from the cache. checked means the encoder made enc from v and found it
 // matches (r.match holds the verdict), so it need not be walked again.
 func (r *runner) keepState(key, enc []byte, v lua.LValue, checked bool) {
 	sc := r.eng.states.Load()
 	tb, ok := v.(*lua.LTable)
-	if sc == nil || !ok || len(enc) < minCachedState || checked && r.match.bad {
+	if sc == nil || !ok || checked && r.match.bad {
+		return
+	}
+	if len(enc) < minCachedState {
+		// Only an apply hands its state on (checked): a table an index or
+		// query took is used up.
+		if checked {
+			ho := &r.handoff
+			ho.key = append(ho.key[:0], key...)
+			ho.enc, ho.tb, ho.charge = enc, tb, r.match.charge
+		}
 		return
 	}
 	if !checked && !verifyLua(tb, enc, &r.encBufs, &r.match) {
@@ -324,12 +346,12 @@ func (r *runner) keepState(key, enc []byte, v lua.LValue, checked bool) {
 }
 
 // encodeResult encodes a returned value after the call; sizeHint is the
-// size it is expected to have. A state large enough for the state cache
-// is also checked for it (r.match.checking tells).
+// size it is expected to have. A state is also checked for the state
+// cache, if there is one (r.match.checking tells).
 func (r *runner) encodeResult(v lua.LValue, max int, lenient bool, sizeErr error, root string, sizeHint int) ([]byte, *Error) {
 	var check *matcher
 	if !lenient {
-		r.match.checking = sizeHint >= minCachedState/2 && r.eng.states.Load() != nil
+		r.match.checking = r.eng.states.Load() != nil
 		if r.match.checking {
 			check = &r.match
 		}

@@ -137,6 +137,21 @@ type runner struct {
 	ids      map[lua.LValue]int
 	stopMsg  string
 	taken    *cachedState // the call's state, from the state cache
+
+	// across calls
+	handoff handoff // the small state the last apply returned
+}
+
+// handoff is a state under minCachedState bytes that an apply returned,
+// with its key and what its decode is charged, kept by the runner for its
+// next call: if that call is on the same key and state, usually the index
+// call that follows the apply, it takes the table instead of decoding the
+// bytes again. Small states do not go to the shared cache, whose upkeep
+// would cost about what it saves.
+type handoff struct {
+	key, enc []byte // key is the runner's copy; enc is never modified
+	tb       *lua.LTable
+	charge   int64
 }
 
 func newRunner(e *Engine, lim Limits, gen uint64) *runner {

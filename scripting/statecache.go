@@ -68,7 +68,8 @@ func findTableFields() tableFields {
 var ltableFields = findTableFields()
 
 // minCachedState is the smallest encoded state the cache keeps: decoding
-// a smaller one costs about what checking and keeping it would.
+// a smaller one costs about what keeping it would. A smaller state is only
+// handed from an apply to the next call on the same runner (see handoff).
 const minCachedState = 512
 
 // cachedState is a decoded state kept for its key.
@@ -92,6 +93,7 @@ type stateCache struct {
 	head  cachedState // sentinel: head.next is the most recently used
 
 	hits, misses atomic.Int64
+	handoffs     atomic.Int64 // small states a runner handed from a call to the next
 }
 
 func newStateCache(limit int64) *stateCache {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -234,7 +235,7 @@ function apply(event, state, ctx)
   show(state, out, 0)
   if state == nil or event == "reset" then state = {} end
   mutate(state, math.random(0, 3))
-  state.pad = string.rep("p", 600)
+  state.pad = string.rep("p", PAD)
   out[#out+1] = " after: "
   show(state, out, 0)
   local n = 0
@@ -262,18 +263,27 @@ function query(request, state, ctx)
 end
 `
 
+// Pads of shuffleSrc: states above the shared cache's threshold, or
+// mostly below it (handed from an apply to the next call).
+const (
+	largePad = 600
+	smallPad = 0
+)
+
 // cachedAndPlain returns an engine with the state cache and one without,
-// both having loaded shuffleSrc (so that they count the same calls).
-func cachedAndPlain(t *testing.T, lim Limits) (cached, plain *Engine, h *Handler) {
+// both having loaded shuffleSrc with states padded by pad bytes (so that
+// they count the same calls).
+func cachedAndPlain(t *testing.T, lim Limits, pad int) (cached, plain *Engine, h *Handler) {
 	cached, plain = NewEngine(lim), NewEngine(lim)
 	t.Cleanup(cached.Close)
 	t.Cleanup(plain.Close)
 	cached.SetStateCache(1 << 20)
-	h, err := cached.Load([]byte(shuffleSrc))
+	src := []byte(strings.Replace(shuffleSrc, "PAD", strconv.Itoa(pad), 1))
+	h, err := cached.Load(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := plain.Load([]byte(shuffleSrc)); err != nil {
+	if _, err := plain.Load(src); err != nil {
 		t.Fatal(err)
 	}
 	return cached, plain, h
@@ -282,14 +292,14 @@ func cachedAndPlain(t *testing.T, lim Limits) (cached, plain *Engine, h *Handler
 // The same calls on an engine with the state cache and on one without must
 // give the same bytes, errors and budget, while the cache is used.
 func TestStateCacheChangesNothing(t *testing.T) {
-	for _, budget := range []int64{2_000_000, 4_000} {
-		t.Run(fmt.Sprintf("budget %d", budget), func(t *testing.T) {
+	for _, tc := range []struct{ budget, pad int64 }{{2_000_000, largePad}, {4_000, largePad}, {2_000_000, smallPad}, {3_000, smallPad}} {
+		t.Run(fmt.Sprintf("budget %d pad %d", tc.budget, tc.pad), func(t *testing.T) {
 			lim := testLimits()
-			lim.InstructionBudget = budget
-			cached, plain, h := cachedAndPlain(t, lim)
+			lim.InstructionBudget = tc.budget
+			cached, plain, h := cachedAndPlain(t, lim, int(tc.pad))
 			failed := 0
 			keys := [][]byte{[]byte("k1"), []byte("k2"), []byte("k3")}
-			states := map[string][]byte{}
+			states, older := map[string][]byte{}, map[string][]byte{}
 			same := func(what string, a, b []byte, ea, eb error) {
 				t.Helper()
 				if !bytes.Equal(a, b) || fmt.Sprint(ea) != fmt.Sprint(eb) {
@@ -315,8 +325,18 @@ func TestStateCacheChangesNothing(t *testing.T) {
 				if err1 != nil {
 					failed++
 				} else {
+					older[string(key)] = state
 					state = ns1
 					states[string(key)] = ns1
+				}
+				if i%11 == 5 {
+					// As a replay after a rollback does: the key's older
+					// state right after the call that returned a newer one.
+					call.ID += "r"
+					ns1, out1, err1 := cached.Apply(h, older[string(key)], []byte(ev), call)
+					ns2, out2, err2 := plain.Apply(h, older[string(key)], []byte(ev), call)
+					same(fmt.Sprintf("apply %d again output", i), out1, out2, err1, err2)
+					same(fmt.Sprintf("apply %d again state", i), ns1, ns2, err1, err2)
 				}
 				switch i % 5 {
 				case 1:
@@ -339,9 +359,12 @@ func TestStateCacheChangesNothing(t *testing.T) {
 				t.Fatalf("with the cache %d calls used %d units, without %d used %d", c1, u1, c2, u2)
 			}
 			st := cached.StateCacheStats()
-			t.Logf("hits %d, misses %d, %d entries, %d bytes; %d events over budget", st.Hits, st.Misses, st.Entries, st.Bytes, failed)
-			if st.Hits < 300 || st.Misses < 300 {
+			t.Logf("hits %d, misses %d, %d entries, %d bytes, %d handoffs; %d events over budget", st.Hits, st.Misses, st.Entries, st.Bytes, st.Handoffs, failed)
+			if tc.pad == largePad && (st.Hits < 300 || st.Misses < 300) {
 				t.Fatalf("hits %d and misses %d: the test does not exercise both paths", st.Hits, st.Misses)
+			}
+			if tc.pad == smallPad && st.Handoffs < 300 {
+				t.Fatalf("%d handoffs: the test does not exercise them", st.Handoffs)
 			}
 		})
 	}
@@ -350,7 +373,7 @@ func TestStateCacheChangesNothing(t *testing.T) {
 // Calls from many goroutines, two of them on each key with states of their
 // own, give what each chain of calls gives alone without the cache.
 func TestStateCacheConcurrent(t *testing.T) {
-	cached, plain, h := cachedAndPlain(t, testLimits())
+	cached, plain, h := cachedAndPlain(t, testLimits(), largePad)
 	const chains, steps = 4, 150
 	run := func(e *Engine, chain int) [][]byte {
 		key := []byte(fmt.Sprintf("k%d", chain%2))
