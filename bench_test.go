@@ -89,6 +89,51 @@ func BenchmarkApplyCounter(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyCounterPipelined is the server's pipelined counter
+// workload without the network: scripts/counter.lua on 100,000 keys that
+// all exist, in pipelines of 16 events on random keys; one op is one
+// event.
+func BenchmarkApplyCounterPipelined(b *testing.B) {
+	src, err := os.ReadFile("scripts/counter.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := benchDB(b, string(src))
+	keys := make([][]byte, 100000)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("key:%012d", i))
+	}
+	ctx := context.Background()
+	ev := []byte("incr")
+	writes := make([]Write, 16)
+	results := make([]Result, 16)
+	apply := func() {
+		if err := db.ApplyBatch(ctx, writes, results)(); err != nil {
+			b.Fatal(err)
+		}
+		for _, res := range results {
+			if res.Err != nil {
+				b.Fatal(res.Err)
+			}
+		}
+	}
+	for i := 0; i < len(keys); i += len(writes) {
+		for j := range writes {
+			writes[j] = Write{Key: keys[(i+j)%len(keys)], Event: ev, Mode: Consistent}
+		}
+		apply()
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n += len(writes) {
+		for i := range writes {
+			writes[i] = Write{Key: keys[r.IntN(len(keys))], Event: ev, Mode: Consistent}
+		}
+		apply()
+	}
+}
+
 // BenchmarkApplyBatch is a pipeline of 16 events on random keys of 1000,
 // as the server applies a client's pipelined LEGION.APPLY; one op is one
 // event.

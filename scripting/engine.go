@@ -378,7 +378,7 @@ func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, outpu
 		return nil, nil, perr
 	}
 	ferr := e.with(func(r *runner) *Error {
-		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, key: r.keyString(c.Key), id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
@@ -390,7 +390,7 @@ func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, outpu
 		if ferr != nil {
 			return ferr
 		}
-		res, ferr := r.invoke(fn, 2, lua.LString(event), sv, r.ctxProxy)
+		res, ferr := r.invoke(fn, 2, r.argValue(event), sv, r.ctxProxy)
 		if ferr != nil {
 			return ferr
 		}
@@ -422,8 +422,8 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		return nil, nil
 	}
 	var tags []string
-	key := string(c.Key)
 	ferr := e.with(func(r *runner) *Error {
+		key := r.keyString(c.Key)
 		r.begin(&callSpec{fname: "index", accept: c.Accept, seed: key, key: key, id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
@@ -436,7 +436,7 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		if ferr != nil {
 			return ferr
 		}
-		res, ferr := r.invoke(fn, 1, sv, r.ctxKey)
+		res, ferr := r.invoke(fn, 1, sv, r.keyValue())
 		if ferr != nil {
 			return ferr
 		}
@@ -523,7 +523,8 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 		return nil, &Error{Kind: ErrNoQuery, Func: "query", Msg: "handler does not define function query"}
 	}
 	ferr := e.with(func(r *runner) *Error {
-		r.begin(&callSpec{fname: "query", accept: c.Accept, seed: string(c.Key), key: string(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		key := r.keyString(c.Key)
+		r.begin(&callSpec{fname: "query", accept: c.Accept, seed: key, key: key, id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
@@ -535,7 +536,7 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 		if ferr != nil {
 			return ferr
 		}
-		res, ferr := r.invoke(fn, 1, lua.LString(request), sv, r.ctxProxy)
+		res, ferr := r.invoke(fn, 1, r.argValue(request), sv, r.ctxProxy)
 		if ferr != nil {
 			return ferr
 		}

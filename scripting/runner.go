@@ -139,7 +139,44 @@ type runner struct {
 	taken    *cachedState // the call's state, from the state cache
 
 	// across calls
-	handoff handoff // the small state the last apply returned
+	handoff handoff    // the small state the last apply returned
+	lastKey string     // the last call's key, reused by a call on the same key
+	keyV    lua.LValue // lastKey as a Lua value, or nil
+	lastArg lua.LValue // the last event or request, a string
+}
+
+// argValue returns b as a Lua string, the last call's if it is the same
+// short bytes (the same event applied again): no allocation. A long one
+// is not kept, so an idle runner holds little.
+func (r *runner) argValue(b []byte) lua.LValue {
+	if len(b) > maxKeptArg {
+		return lua.LString(b)
+	}
+	if s, ok := r.lastArg.(lua.LString); !ok || string(s) != string(b) {
+		r.lastArg = lua.LString(b)
+	}
+	return r.lastArg
+}
+
+// maxKeptArg is the longest event or request argValue keeps.
+const maxKeptArg = 128
+
+// keyString returns k as a string, the last call's if it is the same key
+// (an apply and its index are on the same key): no allocation.
+func (r *runner) keyString(k []byte) string {
+	if string(k) != r.lastKey {
+		r.lastKey, r.keyV = string(k), nil
+	}
+	return r.lastKey
+}
+
+// keyValue returns the key keyString last returned as a Lua value, made
+// once per key.
+func (r *runner) keyValue() lua.LValue {
+	if r.keyV == nil {
+		r.keyV = lua.LString(r.lastKey)
+	}
+	return r.keyV
 }
 
 // handoff is a state under minCachedState bytes that an apply returned,
