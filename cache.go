@@ -653,13 +653,8 @@ func decodeCached(slot uint16, key, b []byte, known []crdt.NodeID) (*partition, 
 		return nil, err
 	}
 	b = b[4+psLen:]
-	p := &partition{
-		slot:   slot,
-		key:    append([]byte(nil), key...),
-		ps:     ps,
-		logLen: int(logLen),
-		exists: flags&cachedExists != 0,
-	}
+	p := newPartition(slot, key)
+	p.ps, p.logLen, p.exists = ps, int(logLen), flags&cachedExists != 0
 	if flags&cachedLog != 0 {
 		count, n := binary.Uvarint(b)
 		if n <= 0 || count > uint64(len(b)) {

@@ -90,7 +90,7 @@ func (db *DB) checkPartition(rep *CheckReport, active *handler, slot uint16, key
 		return err
 	}
 	rep.Partitions++
-	p := &partition{slot: slot, key: append([]byte(nil), key...)}
+	p := newPartition(slot, key)
 	if err := db.restore(p, recs); err != nil {
 		rep.DecodeErrors++
 		rep.problem("partition %q does not decode: %v", key, err)

@@ -18,12 +18,21 @@ import (
 // snapshot (the log). A partition is only touched under its key's lock.
 type partition struct {
 	slot   uint16
-	key    []byte
+	key    []byte // in keyBuf when it fits
+	keyBuf [24]byte
 	ps     *crdt.PowerState
 	tags   index.Tags
 	log    []logEntry // folded deltas stored as records after the snapshot
 	logLen int        // their encoded bytes
 	exists bool       // the store holds records for it
+}
+
+// newPartition returns a partition of key with nothing else set; it holds
+// a copy of key, inside itself when the key is short.
+func newPartition(slot uint16, key []byte) *partition {
+	p := &partition{slot: slot}
+	p.key = append(p.keyBuf[:0], key...)
+	return p
 }
 
 // logEntry is a folded delta whose record still follows the snapshot.
@@ -96,7 +105,7 @@ func (db *DB) loadPartition(slot uint16, key []byte, cache bool) (*partition, er
 	if err != nil {
 		return nil, err
 	}
-	p := &partition{slot: slot, key: append([]byte(nil), key...)}
+	p := newPartition(slot, key)
 	if !ok {
 		p.ps = crdt.New([]crdt.NodeID{db.self}, scripting.NilValue())
 		return p, nil
@@ -350,7 +359,7 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 		b          *store.Batch
 		heldBuf    [16]uint32
 		held       = heldBuf[:0]
-		partsBuf   [1]*batchPartition
+		partsBuf   [16]*batchPartition
 		parts      = partsBuf[:0]
 		slab       []batchPartition // where parts are allocated, a few at a time
 		byKey      map[string]*batchPartition
@@ -579,7 +588,8 @@ func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *parti
 		// The tags record sorts right after the snapshot persist may have
 		// written: when the memtable holds no older version of that
 		// snapshot, pebble inserts it next to it without a search.
-		b.PutTags(p.slot, key, newTags.AppendBinary(nil))
+		buf.record = newTags.AppendBinary(buf.record[:0])
+		b.PutTags(p.slot, key, buf.record)
 		index.Update(b, key, p.tags.Tags, newTags.Tags)
 	}
 	if !p.exists {
