@@ -100,6 +100,7 @@ const (
 	cachedExists = 1 << iota
 	cachedLog
 	cachedTags
+	cachedTagsRec // partition.tagsRec
 )
 
 func newPartitionCache(limit int64) *partitionCache {
@@ -587,6 +588,9 @@ func (p *partition) appendCached(dst []byte) []byte {
 	if hasTags {
 		flags |= cachedTags
 	}
+	if p.tagsRec {
+		flags |= cachedTagsRec
+	}
 	dst = append(dst, flags)
 	dst = binary.AppendUvarint(dst, uint64(p.logLen))
 	// A fixed-width length, so the power state is encoded in place.
@@ -655,6 +659,7 @@ func decodeCached(slot uint16, key, b []byte, known []crdt.NodeID) (*partition, 
 	b = b[4+psLen:]
 	p := newPartition(slot, key)
 	p.ps, p.logLen, p.exists = ps, int(logLen), flags&cachedExists != 0
+	p.tagsRec = flags&cachedTagsRec != 0
 	if flags&cachedLog != 0 {
 		count, n := binary.Uvarint(b)
 		if n <= 0 || count > uint64(len(b)) {

@@ -143,7 +143,7 @@ func (db *DB) checkPartition(rep *CheckReport, active *handler, slot uint16, key
 		return err
 	}
 	if cached := db.cache.get(key); cached != nil {
-		cached.tags = newTags
+		cached.tags, cached.tagsRec = newTags, true
 		db.cache.put(cached)
 	}
 	rep.Repaired += int64(len(missing)) + 1
@@ -188,7 +188,7 @@ func (db *DB) checkEntry(rep *CheckReport, h index.Hit, repair bool) error {
 		return err // changed meanwhile: the partition check covered it
 	}
 	slot := store.Slot(h.Key)
-	rec, ok, err := db.store.GetTags(slot, h.Key)
+	rec, ok, err := db.store.PartitionTags(slot, h.Key)
 	if err != nil {
 		return err
 	}

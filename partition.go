@@ -22,9 +22,12 @@ type partition struct {
 	keyBuf [24]byte
 	ps     *crdt.PowerState
 	tags   index.Tags
-	log    []logEntry // folded deltas stored as records after the snapshot
-	logLen int        // their encoded bytes
-	exists bool       // the store holds records for it
+	// tagsRec reports a separate tags record in the store, newer than the
+	// tags the snapshot carries (see store.SplitSnapshot).
+	tagsRec bool
+	log     []logEntry // folded deltas stored as records after the snapshot
+	logLen  int        // their encoded bytes
+	exists  bool       // the store holds records for it
 }
 
 // newPartition returns a partition of key with nothing else set; it holds
@@ -124,9 +127,18 @@ func (db *DB) restore(p *partition, recs store.PartitionRecords) error {
 	if recs.Snapshot == nil {
 		return fmt.Errorf("%w: partition without a snapshot record", ErrCorrupt)
 	}
-	inf, err := crdt.DecodeInfimum(recs.Snapshot)
+	tagBytes, infRec, tagged, err := store.SplitSnapshot(recs.Snapshot)
+	if err != nil {
+		return err
+	}
+	inf, err := crdt.DecodeInfimum(infRec)
 	if err != nil {
 		return fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
+	}
+	// The separate tags record, if any, is the newer.
+	if recs.Tags != nil {
+		tagBytes, tagged = recs.Tags, true
+		p.tagsRec = true
 	}
 	pending := make([]crdt.Pending, 0, len(recs.Deltas))
 	type stored struct {
@@ -160,8 +172,8 @@ func (db *DB) restore(p *partition, recs store.PartitionRecords) error {
 		}
 	}
 	db.stats.replayed.Add(int64(len(folded)))
-	if recs.Tags != nil {
-		if p.tags, err = index.DecodeTags(recs.Tags); err != nil {
+	if tagged {
+		if p.tags, err = index.DecodeTags(tagBytes); err != nil {
 			return err
 		}
 	}
@@ -523,7 +535,7 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 
 // scratch holds buffers the events of one batch reuse: the batch copies
 // every record it is given.
-type scratch struct{ payload, record []byte }
+type scratch struct{ payload, record, tags []byte }
 
 // applyEvent runs the active handler on p with w's event and writes into
 // b what it changes; p then matches the store as it will be once b is
@@ -583,13 +595,14 @@ func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *parti
 		return nil, false, false, err
 	}
 
-	db.persist(b, &buf.record, p, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
+	wroteSnapshot := db.persist(b, buf, p, newTags, before, id, crdt.Delta{Kind: crdt.KindEvent, Payload: payload}, folded)
 	if !index.Equal(p.tags.Tags, newTags.Tags) || p.tags.SHA != newTags.SHA || !p.exists {
-		// The tags record sorts right after the snapshot persist may have
-		// written: when the memtable holds no older version of that
-		// snapshot, pebble inserts it next to it without a search.
-		buf.record = newTags.AppendBinary(buf.record[:0])
-		b.PutTags(p.slot, key, buf.record)
+		if !wroteSnapshot {
+			// The snapshot stays: the tags get a record of their own.
+			buf.record = newTags.AppendBinary(buf.record[:0])
+			b.PutTags(p.slot, key, buf.record)
+			p.tagsRec = true
+		}
 		index.Update(b, key, p.tags.Tags, newTags.Tags)
 	}
 	if !p.exists {
@@ -614,8 +627,11 @@ func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *parti
 // log records (with every participant's ack, so a reload refolds them)
 // until the log outgrows the state, when a snapshot replaces the log. Every
 // delta record added or removed adjusts its handler's reference count.
-// Records are encoded into *buf, which b copies.
-func (db *DB) persist(b *store.Batch, buf *[]byte, p *partition, before []crdt.Pending, created crdt.ID, d crdt.Delta, folded []crdt.Folded) {
+// A snapshot carries tags, the partition's tags after the operation, and
+// replaces a separate tags record; persist reports whether it wrote one.
+// Records are encoded into sc, which b copies.
+func (db *DB) persist(b *store.Batch, sc *scratch, p *partition, tags index.Tags, before []crdt.Pending, created crdt.ID, d crdt.Delta, folded []crdt.Folded) (wroteSnapshot bool) {
+	buf := &sc.record
 	inf := p.ps.Infimum()
 	var wasPending map[crdt.ID]crdt.Pending
 	if len(before) > 0 {
@@ -652,9 +668,8 @@ func (db *DB) persist(b *store.Batch, buf *[]byte, p *partition, before []crdt.P
 
 	keyBuf := make([]byte, 0, 32)
 	if !p.exists || len(p.log)+len(recs) > logLimit(len(inf.Value)) || p.logLen+logLen >= len(inf.Value) {
-		*buf = inf.AppendBinary((*buf)[:0])
-		b.PutSnapshot(p.slot, p.key, *buf)
-		db.stats.snapshots.Add(1)
+		wroteSnapshot = true
+		db.putSnapshot(b, sc, p, inf, tags)
 		for _, e := range p.log {
 			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], e.id))
 			if e.sha != ([20]byte{}) {
@@ -692,6 +707,21 @@ func (db *DB) persist(b *store.Batch, buf *[]byte, p *partition, before []crdt.P
 			countRef(b, pd.Delta, 1)
 		}
 	}
+	return wroteSnapshot
+}
+
+// putSnapshot writes into b p's snapshot record of infimum inf carrying
+// tags, and drops p's separate tags record, which it replaces. Records are
+// encoded into sc, which b copies.
+func (db *DB) putSnapshot(b *store.Batch, sc *scratch, p *partition, inf crdt.Infimum, tags index.Tags) {
+	sc.tags = tags.AppendBinary(sc.tags[:0])
+	sc.record = inf.AppendBinary(store.AppendSnapshotTags(sc.record[:0], sc.tags))
+	b.PutSnapshot(p.slot, p.key, sc.record)
+	if p.tagsRec {
+		b.DeleteTags(p.slot, p.key)
+		p.tagsRec = false
+	}
+	db.stats.snapshots.Add(1)
 }
 
 func unionNodes(a, b []crdt.NodeID) []crdt.NodeID {
@@ -732,7 +762,9 @@ func (db *DB) compactCached() error {
 		}
 		b := db.store.NewBatch()
 		defer b.Close()
-		b.PutSnapshot(p.slot, p.key, p.ps.Infimum().AppendBinary(nil))
+		var sc scratch
+		tagsRec := p.tagsRec
+		db.putSnapshot(b, &sc, p, p.ps.Infimum(), p.tags)
 		keyBuf := make([]byte, 0, 32)
 		for _, e := range p.log {
 			b.DeleteDelta(p.slot, p.key, crdt.AppendIDKey(keyBuf[:0], e.id))
@@ -741,6 +773,7 @@ func (db *DB) compactCached() error {
 			}
 		}
 		if err := b.Commit(); err != nil {
+			p.tagsRec = tagsRec
 			errs = append(errs, err)
 			return
 		}

@@ -209,7 +209,7 @@ func (r *reindexer) one(active *handler, slot uint16, key []byte) error {
 	if err := b.CommitNoSync(); err != nil {
 		return err
 	}
-	p.tags = newTags
+	p.tags, p.tagsRec = newTags, true
 	db.cache.replace(p)
 	r.updated.Add(1)
 	return nil

@@ -538,12 +538,18 @@ func TestCheckRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// c9's snapshot keeps its tags but gets a state that does not decode.
+	c9 := []byte("c9")
+	tags, ok, err := st.PartitionTags(store.Slot(c9), c9)
+	if err != nil || !ok {
+		t.Fatalf("c9's tags: %v %v", ok, err)
+	}
 	b := st.NewBatch()
-	b.DeleteTag([]byte("count:1"), []byte("c3"))                                 // a missing record
-	b.DeleteTag([]byte("count:1"), []byte("c4"))                                 // another
-	b.PutTag([]byte("count:77"), []byte("c5"))                                   // an orphan
-	b.PutTag([]byte("count:1"), []byte("ghost"))                                 // an orphan of no partition
-	b.PutSnapshot(store.Slot([]byte("c9")), []byte("c9"), []byte("\x02garbage")) // a state that does not decode
+	b.DeleteTag([]byte("count:1"), []byte("c3")) // a missing record
+	b.DeleteTag([]byte("count:1"), []byte("c4")) // another
+	b.PutTag([]byte("count:77"), []byte("c5"))   // an orphan
+	b.PutTag([]byte("count:1"), []byte("ghost")) // an orphan of no partition
+	b.PutSnapshot(store.Slot(c9), c9, append(store.AppendSnapshotTags(nil, tags), "\x02garbage"...))
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ const (
 // Sub-records of a partition, after 'p' slot esc(key).
 const (
 	subDelta    byte = 'd' // + crdt id key → encoded pending delta
-	subSnapshot byte = 's' // → encoded infimum
-	subTags     byte = 't' // → encoded tags record
+	subSnapshot byte = 's' // → tags record and encoded infimum (see snapshot.go)
+	subTags     byte = 't' // → encoded tags record, newer than the snapshot's
 )
 
 // Slots is the number of hash slots, as in Redis Cluster.

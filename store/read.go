@@ -19,8 +19,8 @@ type DeltaRecord struct {
 // PartitionRecords are the stored records of one partition. The slices are
 // owned by the caller.
 type PartitionRecords struct {
-	Snapshot []byte        // nil if absent
-	Tags     []byte        // nil if absent
+	Snapshot []byte        // nil if absent; see SplitSnapshot
+	Tags     []byte        // the separate tags record, nil if absent
 	Deltas   []DeltaRecord // in id order
 }
 
@@ -394,12 +394,6 @@ func (t *TagIter) Close() error {
 		return t.err
 	}
 	return err
-}
-
-// GetTags reads the tags record of one partition.
-func (s *Store) GetTags(slot uint16, key []byte) ([]byte, bool, error) {
-	k := append(AppendPartitionPrefix(nil, slot, key), subTags)
-	return s.get(k)
 }
 
 // HasTag reports whether (tag, key) is in the tag index.

@@ -29,8 +29,13 @@ import (
 )
 
 // FormatVersion is the on-disk format this code writes and reads. A data
-// dir written by a newer version is refused rather than misread.
-const FormatVersion = 1
+// dir written by a newer version is refused rather than misread; one of an
+// older version is read as it is and stamped with this version when first
+// opened for writing, since what is written then may use the newer format.
+//
+//  1. The first format.
+//  2. Snapshot records may carry the partition's tags (see SplitSnapshot).
+const FormatVersion = 2
 
 var (
 	// ErrCorrupt reports bytes in the store that this code did not write.
@@ -138,6 +143,9 @@ type Store struct {
 	// applies from the next one. synced counts the entries of commits
 	// waiting for a sync since the last one.
 	syncMin *atomic.Int64
+	// stamped is set when opening recorded FormatVersion (a new or older
+	// data dir), so the marker is rewritten.
+	stamped bool
 	synced  *atomic.Int64
 }
 
@@ -246,7 +254,7 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if !opts.ReadOnly && (fresh || !s.hasMarker()) {
+	if !opts.ReadOnly && (fresh || s.stamped || !s.hasMarker()) {
 		if err := s.writeMarker(); err != nil {
 			db.Close()
 			return nil, err
@@ -434,8 +442,12 @@ func (s *Store) checkFormat(readOnly bool) error {
 		if len(v) != 4 {
 			return fmt.Errorf("%w: format record of %d bytes", ErrCorrupt, len(v))
 		}
-		if got := binary.BigEndian.Uint32(v); got > FormatVersion {
+		got := binary.BigEndian.Uint32(v)
+		switch {
+		case got > FormatVersion:
 			return newerFormat(s.dir, got)
+		case got < FormatVersion && !readOnly:
+			return s.stampFormat()
 		}
 		return nil
 	}
@@ -449,10 +461,20 @@ func (s *Store) checkFormat(readOnly bool) error {
 	if readOnly {
 		return nil
 	}
+	return s.stampFormat()
+}
+
+// stampFormat records FormatVersion in the store, durably, and in the
+// marker file.
+func (s *Store) stampFormat() error {
 	b := s.NewBatch()
 	defer b.Close()
 	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, FormatVersion))
-	return b.Commit()
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	s.stamped = true
+	return nil
 }
 
 func (s *Store) isEmpty() (bool, error) {
