@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/legiondb/legion/index"
 	"github.com/legiondb/legion/store"
 )
 
@@ -226,5 +227,49 @@ function index(state, key) return { "b:" .. state.n } end`)); err != nil {
 		if recs, _, err := db.store.ReadPartition(store.Slot(k), k); err != nil || recs.Tags != nil {
 			t.Fatalf("%q after an event: tags record %q, %v; want it taken into the snapshot", k, recs.Tags, err)
 		}
+	}
+}
+
+// A repair that rewrites a cached partition's tags gives them a record of
+// their own, which the next snapshot takes in.
+func TestTagsRecordOfRepair(t *testing.T) {
+	db := openTagsTest(t, vfs.NewMem(), `
+function apply(event, state, ctx) state = state or { n = 0 }; state.n = state.n + 1; return state.n, state end
+function index(state, key) return { "n:" .. state.n } end`)
+	defer db.Close()
+	waitReindex(t, db, 1)
+	key := []byte("k")
+	if _, err := db.Apply(context.Background(), key, []byte("e"), Consistent); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the stored tags under the cached partition: a record naming
+	// another tag, which the index follows.
+	rec, _, err := db.store.PartitionTags(store.Slot(key), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := index.DecodeTags(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := index.Tags{SHA: tags.SHA, Tags: []string{"n:99"}}
+	b := db.store.NewBatch()
+	b.PutTags(store.Slot(key), key, wrong.AppendBinary(nil))
+	index.Update(b, key, tags.Tags, wrong.Tags)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	rep, err := db.Check(true)
+	if err != nil || rep.TagMismatches != 1 || rep.Repaired == 0 {
+		t.Fatalf("repair: %+v, %v", rep, err)
+	}
+	checkTags(t, db, key, "n:1")
+	if _, err := db.Apply(context.Background(), key, []byte("e"), Consistent); err != nil {
+		t.Fatal(err)
+	}
+	checkTags(t, db, key, "n:2")
+	if recs, _, err := db.store.ReadPartition(store.Slot(key), key); err != nil || recs.Tags != nil {
+		t.Fatalf("after an event: tags record %q, %v; want it taken into the snapshot", recs.Tags, err)
 	}
 }
