@@ -26,6 +26,13 @@ function apply(event, state, ctx)
 end
 function index(state, key) return { "n:" .. state.n } end`
 
+// countingHandler counts events and tags the state <prefix>:<count>.
+func countingHandler(prefix string) string {
+	return fmt.Sprintf(`
+function apply(event, state, ctx) state = state or { n = 0 }; state.n = state.n + 1; return state.n, state end
+function index(state, key) return { %q .. state.n } end`, prefix+":")
+}
+
 // openTagsTest opens a DB on fs with src loaded.
 func openTagsTest(t *testing.T, fs vfs.FS, src string) *DB {
 	t.Helper()
@@ -109,13 +116,7 @@ func TestTagsRecordAndSnapshot(t *testing.T) {
 // as partitions are written.
 func TestFormat1Partitions(t *testing.T) {
 	fs := vfs.NewMem()
-	src := `
-function apply(event, state, ctx)
-  state = state or { n = 0 }
-  state.n = state.n + 1
-  return state.n, state
-end
-function index(state, key) return { "n:" .. state.n } end`
+	src := countingHandler("n")
 	db := openTagsTest(t, fs, src)
 	keys := benchKeys(20)
 	for _, k := range keys {
@@ -197,9 +198,7 @@ func waitReindex(t *testing.T, db *DB, passes int64) {
 // A re-index writes new tags as records of their own, and the next event
 // that writes a partition's snapshot takes them in.
 func TestTagsRecordOfReindex(t *testing.T) {
-	db := openTagsTest(t, vfs.NewMem(), `
-function apply(event, state, ctx) state = state or { n = 0 }; state.n = state.n + 1; return state.n, state end
-function index(state, key) return { "a:" .. state.n } end`)
+	db := openTagsTest(t, vfs.NewMem(), countingHandler("a"))
 	defer db.Close()
 	waitReindex(t, db, 1)
 	keys := benchKeys(10)
@@ -209,9 +208,7 @@ function index(state, key) return { "a:" .. state.n } end`)
 		}
 	}
 	passes := db.ReindexStatus().Passes
-	if _, err := db.LoadScript([]byte(`
-function apply(event, state, ctx) state = state or { n = 0 }; state.n = state.n + 1; return state.n, state end
-function index(state, key) return { "b:" .. state.n } end`)); err != nil {
+	if _, err := db.LoadScript([]byte(countingHandler("b"))); err != nil {
 		t.Fatal(err)
 	}
 	waitReindex(t, db, passes+1)
@@ -233,9 +230,7 @@ function index(state, key) return { "b:" .. state.n } end`)); err != nil {
 // A repair that rewrites a cached partition's tags gives them a record of
 // their own, which the next snapshot takes in.
 func TestTagsRecordOfRepair(t *testing.T) {
-	db := openTagsTest(t, vfs.NewMem(), `
-function apply(event, state, ctx) state = state or { n = 0 }; state.n = state.n + 1; return state.n, state end
-function index(state, key) return { "n:" .. state.n } end`)
+	db := openTagsTest(t, vfs.NewMem(), countingHandler("n"))
 	defer db.Close()
 	waitReindex(t, db, 1)
 	key := []byte("k")
