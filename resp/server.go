@@ -182,6 +182,11 @@ type client struct {
 	writes  []legion.Write
 	results []legion.Result
 	unsent  int // bytes of replies buffered in this pipeline
+	// chained is set when the next command of the pipeline may start its
+	// clock at lastEnd, where the previous one ended, having waited for
+	// nothing since: a pipeline's commands then cost one clock read each.
+	chained bool
+	lastEnd time.Duration // since Server.started
 	// view answers the searches of a pipeline from one iterator; it is
 	// open from a pipelined search until the first command that is not a
 	// search, or the pipeline's end (owned by the connection's goroutine).
@@ -332,9 +337,11 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	defer func() {
 		if c.view != nil && c.view.Active() && (!c.searched || len(conn.PeekPipeline()) == 0 || s.closing.Load()) {
 			c.view.Close()
+			c.chained = false
 		}
 	}()
 	if s.closing.Load() && len(c.ahead) == 0 {
+		c.chained = false
 		w.errorLine("ERR server is shutting down")
 		conn.WriteRaw(w.b)
 		return
@@ -347,7 +354,11 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	// A long pipeline is answered in parts of maxDeferred writes, so the
 	// writes held open (and the replies held back) stay bounded.
 	more := len(conn.PeekPipeline()) > 0
+	// The next command's clock starts where this one's stopped, unless
+	// the connection waits for something first (a sync, a flush).
+	c.chained = more
 	if len(c.pending) > 0 && len(c.ahead) == 0 && (w.closeAfter || s.closing.Load() || !more || c.held >= maxDeferred) {
+		c.chained = false
 		if err := c.syncPending(); err != nil {
 			s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
 			if nc := conn.NetConn(); nc != nil {
@@ -368,6 +379,7 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 		// Every reply buffered so far is durable: send them now rather
 		// than at the end of a long pipeline.
 		c.unsent = 0
+		c.chained = false
 		if err := redcon.BaseWriter(conn).Flush(); err != nil {
 			return
 		}
@@ -375,14 +387,20 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	if s.closing.Load() {
 		// Shutdown waits for in-flight commands and then closes the
 		// connections: flush this reply before saying we are done.
+		c.chained = false
 		redcon.BaseWriter(conn).Flush()
 	}
 }
 
 func (s *Server) run(c *client, args [][]byte, w *writer) {
 	// Offsets from started (which has a monotonic reading) cost one read
-	// of the monotonic clock each, and no read of the wall clock.
-	start := time.Since(s.started)
+	// of the monotonic clock each, and no read of the wall clock; inside a
+	// pipeline, one command's end is the next one's start.
+	start := c.lastEnd
+	if !c.chained {
+		start = time.Since(s.started)
+	}
+	c.chained = false
 	var cmd *command
 	defer func() {
 		label := "unknown"
@@ -394,7 +412,8 @@ func (s *Server) run(c *client, args [][]byte, w *writer) {
 			w.reset()
 			w.errorf("ERR internal error while running '%s'; the server logged the details", strings.ToLower(string(args[0])))
 		}
-		d := time.Since(s.started) - start
+		c.lastEnd = time.Since(s.started)
+		d := c.lastEnd - start
 		failed := len(w.b) > 0 && w.b[0] == '-'
 		if failed {
 			s.stats.errors.Add(1)
