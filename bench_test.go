@@ -18,11 +18,19 @@ end`
 
 // benchDB opens an in-memory DB without fsync, closed when tb ends, with
 // src as its active handler.
-func benchDB(tb testing.TB, src string) *DB {
+func benchDB(tb testing.TB, src string) *DB { return openTestDB(tb, src, nil) }
+
+// openTestDB opens an in-memory DB without fsync, with whatever else
+// change sets (if not nil), closed when tb ends (if not before), with src
+// as its active handler.
+func openTestDB(tb testing.TB, src string, change func(*Config)) *DB {
 	tb.Helper()
 	cfg := DefaultConfig()
 	cfg.InMemory = true
 	cfg.Fsync = FsyncNo
+	if change != nil {
+		change(&cfg)
+	}
 	db, err := Open(cfg)
 	if err != nil {
 		tb.Fatal(err)

@@ -33,19 +33,10 @@ function apply(event, state, ctx) state = state or { n = 0 }; state.n = state.n 
 function index(state, key) return { %q .. state.n } end`, prefix+":")
 }
 
-// openTagsTest opens a DB on fs with src loaded.
+// openTagsTest opens a DB on fs (in its dir "db") with src loaded.
 func openTagsTest(t *testing.T, fs vfs.FS, src string) *DB {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.FS, cfg.DataDir, cfg.Fsync = fs, "db", FsyncNo
-	db, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.LoadScript([]byte(src)); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return openTestDB(t, src, func(c *Config) { c.FS, c.DataDir = fs, "db" })
 }
 
 // checkTags requires key's stored tags, the index and LEGION.CHECK to
@@ -79,7 +70,6 @@ func checkTags(t *testing.T, db *DB, key []byte, tag string) {
 // snapshot takes them in and drops the record.
 func TestTagsRecordAndSnapshot(t *testing.T) {
 	db := openTagsTest(t, vfs.NewMem(), paddedHandler)
-	defer db.Close()
 	key := []byte("k")
 	sawRecord, sawDropped := 0, 0
 	for i := 1; i <= 120; i++ {
@@ -153,7 +143,6 @@ func TestFormat1Partitions(t *testing.T) {
 	st.Close()
 
 	db = openTagsTest(t, fs, src)
-	defer db.Close()
 	if v, ok, err := db.store.GetMeta("format"); err != nil || !ok || binary.BigEndian.Uint32(v) != store.FormatVersion {
 		t.Fatalf("format after opening: %x %v %v", v, ok, err)
 	}
@@ -199,7 +188,6 @@ func waitReindex(t *testing.T, db *DB, passes int64) {
 // that writes a partition's snapshot takes them in.
 func TestTagsRecordOfReindex(t *testing.T) {
 	db := openTagsTest(t, vfs.NewMem(), countingHandler("a"))
-	defer db.Close()
 	waitReindex(t, db, 1)
 	keys := benchKeys(10)
 	for _, k := range keys {
@@ -231,7 +219,6 @@ func TestTagsRecordOfReindex(t *testing.T) {
 // their own, which the next snapshot takes in.
 func TestTagsRecordOfRepair(t *testing.T) {
 	db := openTagsTest(t, vfs.NewMem(), countingHandler("n"))
-	defer db.Close()
 	waitReindex(t, db, 1)
 	key := []byte("k")
 	if _, err := db.Apply(context.Background(), key, []byte("e"), Consistent); err != nil {

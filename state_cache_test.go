@@ -38,18 +38,7 @@ end`
 // without, and uses it.
 func TestStateCacheInDB(t *testing.T) {
 	open := func(cacheBytes int64) *DB {
-		cfg := DefaultConfig()
-		cfg.InMemory = true
-		cfg.StateCacheBytes = cacheBytes
-		db, err := Open(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if _, err := db.LoadScript([]byte(largeHandler)); err != nil {
-			t.Fatal(err)
-		}
-		return db
+		return openTestDB(t, largeHandler, func(c *Config) { c.StateCacheBytes = cacheBytes })
 	}
 	cached, plain := open(0), open(-1)
 	ctx := context.Background()

@@ -315,8 +315,9 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 // keepState offers the state cache v, a call's state value, as the
 // decoded form of enc under key (a small one is the runner's handoff
 // instead). enc must never be modified: Apply keeps the new state it
-// returns, and Index and Query only what they took from the cache. checked means the encoder made enc from v and found it
-// matches (r.match holds the verdict), so it need not be walked again.
+// returns, and Index and Query only what they took from the cache.
+// checked means the encoder made enc from v and found it matches (r.match
+// holds the verdict), so it need not be walked again.
 func (r *runner) keepState(key, enc []byte, v lua.LValue, checked bool) {
 	sc := r.eng.states.Load()
 	tb, ok := v.(*lua.LTable)

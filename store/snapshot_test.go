@@ -77,17 +77,7 @@ func TestPartitionTags(t *testing.T) {
 // format (record and marker) when first opened for writing.
 func TestFormatUpgrade(t *testing.T) {
 	fs := vfs.NewMem()
-	s, err := Open(Options{Dir: "db", FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := s.NewBatch()
-	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, 1))
-	if err := b.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
-	s.Close()
+	newWithFormat(t, fs, 1)
 	f, _ := fs.Create(fs.PathJoin("db", markerFile), vfs.WriteCategoryUnspecified)
 	f.Write([]byte(markerText(1)))
 	f.Close()
@@ -116,4 +106,20 @@ func TestFormatUpgrade(t *testing.T) {
 	if v, marker := version(false); v != FormatVersion || marker != markerText(FormatVersion) {
 		t.Fatalf("after opening for writing: format %d, marker %q; want %d", v, marker, FormatVersion)
 	}
+}
+
+// newWithFormat creates a store in fs's "db" whose format record says v.
+func newWithFormat(t *testing.T, fs vfs.FS, v uint32) {
+	t.Helper()
+	s, err := Open(Options{Dir: "db", FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.NewBatch()
+	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, v))
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	s.Close()
 }

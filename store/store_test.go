@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -308,17 +307,7 @@ func TestTagIterOrderAndBounds(t *testing.T) {
 
 func TestFormatVersionChecks(t *testing.T) {
 	fs := vfs.NewMem()
-	s, err := Open(Options{Dir: "db", FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := s.NewBatch()
-	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, FormatVersion+1))
-	if err := b.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
-	s.Close()
+	newWithFormat(t, fs, FormatVersion+1)
 	// Without the marker (as in a backup), the read-only look inside finds it.
 	if err := fs.Remove(fs.PathJoin("db", markerFile)); err != nil {
 		t.Fatal(err)
