@@ -49,7 +49,10 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 	}
 	m.reg.MustRegister(
 		m.commands, m.latency,
-		collectors.NewGoCollector(),
+		// Beyond the defaults, the scheduler's: go_sched_latencies_seconds
+		// is how long goroutines waited to run once runnable, the part of
+		// a command's latency that is waiting for a CPU.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		counter("legion_events_applied_total", "Events stored.", func() float64 { return float64(db.Stats().EventsApplied) }),
 		counter("legion_handler_errors_total", "Handler calls (apply, index, query) that raised an error or hit a limit.", func() float64 { return float64(db.Stats().ScriptErrors) }),

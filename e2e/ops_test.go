@@ -132,7 +132,7 @@ func TestAdminHTTP(t *testing.T) {
 	if v := value("legion_connected_clients", nil); v < 1 {
 		t.Errorf("connected clients = %v", v)
 	}
-	for _, name := range []string{"legion_pebble_level_sstables", "legion_pebble_block_cache_hits_total", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, name := range []string{"legion_pebble_level_sstables", "legion_pebble_block_cache_hits_total", "go_goroutines", "go_sched_latencies_seconds", "process_resident_memory_bytes"} {
 		if families[name] == nil {
 			t.Errorf("/metrics lacks %s", name)
 		}
