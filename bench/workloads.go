@@ -197,15 +197,21 @@ func (b *bench) counter() {
 	for _, mode := range []fsyncMode{fsyncOff, fsyncOn} {
 		lg := b.startLegion("", mode.legion...)
 		b.load(lg, legionCounter)
-		l := &line{section: "Counter against PING (legion only)", name: fmt.Sprintf("LEGION.APPLY (%s) / PING, pipeline 16", strings.Join(mode.legion, " ")), unit: "ops/s",
-			note: "Here both columns are Legion: APPLY in the left one and PING in the right one, alternating on one server; the ratio is APPLY/PING."}
-		for r := 0; r < b.opts.runs; r++ {
-			apply := b.redisBenchmark(lg, 50, b.scale(400000), 16, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
-			ping := b.redisBenchmark(lg, 50, b.scale(400000), 16, 0, "PING")
-			l.legion = append(l.legion, apply.rps)
-			l.redis = append(l.redis, ping.rps)
+		for _, pipeline := range []int{1, 16} {
+			n := b.scale(100000)
+			if pipeline > 1 {
+				n = b.scale(400000)
+			}
+			l := &line{section: "Counter against PING (legion only)", name: fmt.Sprintf("LEGION.APPLY (%s) / PING, 50 clients, pipeline %d", strings.Join(mode.legion, " "), pipeline), unit: "ops/s",
+				note: "Here both columns are Legion: APPLY in the left one and PING in the right one, alternating on one server; the ratio is APPLY/PING."}
+			for r := 0; r < b.opts.runs; r++ {
+				apply := b.redisBenchmark(lg, 50, n, pipeline, b.opts.keys, "LEGION.APPLY", "key:__rand_int__", "incr")
+				ping := b.redisBenchmark(lg, 50, n, pipeline, 0, "PING")
+				l.legion = append(l.legion, apply.rps)
+				l.redis = append(l.redis, ping.rps)
+			}
+			b.add(l)
 		}
-		b.add(l)
 		lg.stop()
 	}
 }
