@@ -16,8 +16,11 @@ import (
 // working as the server changes. Its figures are not measurements.
 func TestQuickRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "report.md")
-	cmd := exec.Command("go", "run", "./bench", "-quick", "-out", out)
+	// A Go runtime variable and a server flag: the report must say the
+	// servers ran with them.
+	cmd := exec.Command("go", "run", "./bench", "-quick", "-out", out, "-legion-args", "--cache-size 64mb")
 	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "GOGC=150")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go run ./bench -quick: %v\n%s", err, b)
 	}
@@ -31,6 +34,12 @@ func TestQuickRun(t *testing.T) {
 		"## " + oneThreadSection, "## Commands"} {
 		if !strings.Contains(report, section) {
 			t.Errorf("the report has no section %q", section)
+		}
+	}
+	for _, want := range []string{"- legion-server run with: ", "`GOGC=150`", "`--cache-size 64mb`",
+		"| LEGION.APPLY (--fsync no) / PING, 50 clients, pipeline 1 |", "| LEGION.APPLY (--fsync always) / PING, 50 clients, pipeline 16 |"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report lacks %q", want)
 		}
 	}
 	row := regexp.MustCompile(`^\| (.+) \| (\S+) \| ([0-9.]+|—) \| ([0-9.]+|—) \| (\S+) \|`)
