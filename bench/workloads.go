@@ -177,11 +177,7 @@ func (b *bench) counter() {
 		evalsha := []string{"EVALSHA", sha, "1", "key:__rand_int__", "incr"}
 		measure := func(section, what string) {
 			for _, pipeline := range []int{1, 16} {
-				n := b.scale(100000)
-				if pipeline > 1 {
-					n = b.scale(400000)
-				}
-				b.compare(section, fmt.Sprintf("%sLEGION.APPLY vs EVALSHA, 50 clients, pipeline %d", what, pipeline), what, true, lg, rd, n, pipeline, b.opts.keys, apply, evalsha)
+				b.compare(section, fmt.Sprintf("%sLEGION.APPLY vs EVALSHA, 50 clients, pipeline %d", what, pipeline), what, true, lg, rd, b.counterRequests(pipeline), pipeline, b.opts.keys, apply, evalsha)
 			}
 		}
 		measure(section, "")
@@ -198,10 +194,7 @@ func (b *bench) counter() {
 		lg := b.startLegion("", mode.legion...)
 		b.load(lg, legionCounter)
 		for _, pipeline := range []int{1, 16} {
-			n := b.scale(100000)
-			if pipeline > 1 {
-				n = b.scale(400000)
-			}
+			n := b.counterRequests(pipeline)
 			l := &line{section: "Counter against PING (legion only)", name: fmt.Sprintf("LEGION.APPLY (%s) / PING, 50 clients, pipeline %d", strings.Join(mode.legion, " "), pipeline), unit: "ops/s",
 				note: "Here both columns are Legion: APPLY in the left one and PING in the right one, alternating on one server; the ratio is APPLY/PING."}
 			for r := 0; r < b.opts.runs; r++ {
@@ -214,6 +207,14 @@ func (b *bench) counter() {
 		}
 		lg.stop()
 	}
+}
+
+// counterRequests is how many counter events a run sends.
+func (b *bench) counterRequests(pipeline int) int {
+	if pipeline == 1 {
+		return b.scale(100000)
+	}
+	return b.scale(400000)
 }
 
 // largeState sends small events to one partition of about 1 MiB and
