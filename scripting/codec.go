@@ -747,6 +747,52 @@ func decodeLuaInterned(L *lua.LState, b []byte, limit int64, keys *keyIntern) (v
 	return v, charge, err
 }
 
+// refillLua decodes b into tb, the table a decode of some other encoding
+// built, unchanged since (the runner's stale handoff, which the matcher
+// checked when it was kept), if b's value has tb's shape: a map of as many
+// string keys as tb's key order holds, in that order. Overwriting the
+// values of existing keys leaves gopher-lua's key order and key index as
+// they are, so tb ends up in every respect the table a decode of b builds.
+// It charges what that decode would. ok is false if b's value has
+// another shape, is not valid, or would pass limit; tb may then be half
+// refilled, and is dropped.
+func refillLua(L *lua.LState, tb *lua.LTable, b []byte, limit int64, keys *keyIntern) (charge int64, ok bool) {
+	if len(b) == 0 || !ltableFields.ok || ValidateValue(b) != nil {
+		return 0, false
+	}
+	arr, order := fields(tb)
+	d := decoder{b: b, keys: keys}
+	t, err := d.next()
+	if err != nil || t.tag != tagMap || !arr.IsNil() || t.n != order.Len() {
+		return 0, false
+	}
+	charge = 1 // the map, as buildLua charges it
+	if charge > limit {
+		return 0, false
+	}
+	var k lua.LValue = lua.LNil
+	for i := 0; i < t.n; i++ {
+		if k, _ = tb.Next(k); k == lua.LNil {
+			return 0, false
+		}
+		d.key = true
+		kv, err := buildLua(L, &d, &charge, limit)
+		if err != nil {
+			return 0, false
+		}
+		ks, isStr := kv.(lua.LString)
+		if ts, tIsStr := k.(lua.LString); !isStr || !tIsStr || ts != ks {
+			return 0, false
+		}
+		v, err := buildLua(L, &d, &charge, limit)
+		if err != nil {
+			return 0, false
+		}
+		tb.RawSetString(string(ks), v)
+	}
+	return charge, true
+}
+
 // keyIntern holds Lua strings for the short map keys a runner decodes
 // again and again (a state's field names), so decoding a state does not
 // allocate its keys each time. Strings are immutable: sharing them changes

@@ -96,6 +96,7 @@ type StateCacheStats struct {
 	Bytes        int64 // estimated memory held
 	Entries      int
 	Handoffs     int64 // calls on a small state that took it from the apply before
+	Refills      int64 // calls on a small state decoded into the table of another
 }
 
 // StateCacheStats returns the state cache's counters (zero when off).
@@ -105,7 +106,7 @@ func (e *Engine) StateCacheStats() StateCacheStats {
 		return StateCacheStats{}
 	}
 	b, n := c.usage()
-	return StateCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: b, Entries: n, Handoffs: c.handoffs.Load()}
+	return StateCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Bytes: b, Entries: n, Handoffs: c.handoffs.Load(), Refills: c.refills.Load()}
 }
 
 // Limits returns the current limits.
@@ -283,7 +284,11 @@ func (e *Engine) prepare(fname string, h *Handler, arg []byte, argName string) (
 
 // decodeState decodes the stored state of key into r's LState, charging
 // the budget for the tables it builds, or takes the table from the state
-// cache, charged the same.
+// cache or the runner's handoff, charged the same. A small state that is
+// not the handoff's is decoded into the handoff's table when it has the
+// same shape (see refillLua), which saves building a table: a server's
+// next event is usually on another key, and its state often has the same
+// fields.
 func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 	if sc := r.eng.states.Load(); sc != nil && len(state) >= minCachedState {
 		if s := sc.take(key, state); s != nil && r.bctx.n+s.charge <= r.bctx.budget {
@@ -297,6 +302,11 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 		if bytes.Equal(ho.key, key) && sameBytes(enc, state) && r.bctx.n+ho.charge <= r.bctx.budget {
 			r.bctx.n += ho.charge
 			sc.handoffs.Add(1)
+			return tb, nil
+		}
+		if charge, ok := refillLua(r.L, tb, state, r.bctx.budget-r.bctx.n, &r.keys); ok {
+			r.bctx.n += charge
+			sc.refills.Add(1)
 			return tb, nil
 		}
 	}

@@ -153,3 +153,65 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRefill checks refillLua: whenever it decodes an encoding into the
+// table a fresh decode of another one built, that table is in every
+// respect a fresh decode of it (what verifyLua checks, key order included),
+// charged alike.
+func FuzzRefill(f *testing.F) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	enc := func(build func(tb *lua.LTable)) []byte {
+		tb := L.NewTable()
+		build(tb)
+		b, _, kind, msg := encodeLua(tb, 1<<20, false, ErrStateSize, "state")
+		if kind != nil {
+			f.Fatal(msg)
+		}
+		return b
+	}
+	ab := enc(func(tb *lua.LTable) { tb.RawSetString("a", lua.LNumber(1)); tb.RawSetString("b", lua.LString("x")) })
+	ab2 := enc(func(tb *lua.LTable) {
+		tb.RawSetString("a", lua.LTrue)
+		sub := L.NewTable()
+		sub.RawSetInt(1, lua.LNumber(2))
+		tb.RawSetString("b", sub)
+	})
+	abc := enc(func(tb *lua.LTable) {
+		for _, k := range []string{"a", "b", "c"} {
+			tb.RawSetString(k, lua.LNumber(3))
+		}
+	})
+	mixed := enc(func(tb *lua.LTable) { tb.RawSetInt(1, lua.LNumber(1)); tb.RawSetString("a", lua.LNumber(2)) })
+	// An array of one, then an empty map: no key to compare, but an array
+	// part that the decode of the map does not have.
+	one, empty := []byte{0x06, 0x01, 0x03, 0x00}, []byte{0x07, 0x00}
+	for _, p := range [][2][]byte{{ab, ab2}, {ab2, ab}, {abc, ab}, {ab, abc}, {mixed, ab}, {ab, mixed}, {ab, nil}, {one, empty}} {
+		f.Add(p[0], p[1])
+	}
+	var bufs encodeBuffers
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if len(a) == 0 || ValidateValue(a) != nil {
+			return
+		}
+		v, _, err := decodeLua(L, a, 1<<20)
+		tb, isTable := v.(*lua.LTable)
+		if err != nil || !isTable {
+			return
+		}
+		charge, ok := refillLua(L, tb, b, 1<<20, nil)
+		if !ok {
+			return
+		}
+		_, want, err := decodeLua(L, b, 1<<20)
+		if err != nil {
+			t.Fatalf("%x refilled with %x, which does not decode: %v", a, b, err)
+		}
+		if charge != want {
+			t.Fatalf("%x refilled with %x charged %d, a decode %d", a, b, charge, want)
+		}
+		var m matcher
+		if !verifyLua(tb, b, &bufs, &m) {
+			t.Fatalf("%x refilled with %x is not what decoding it builds", a, b)
+		}
+	})
+}

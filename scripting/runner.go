@@ -184,7 +184,9 @@ func (r *runner) keyValue() lua.LValue {
 // next call: if that call is on the same key and state, usually the index
 // call that follows the apply, it takes the table instead of decoding the
 // bytes again. Small states do not go to the shared cache, whose upkeep
-// would cost about what it saves.
+// would cost about what it saves. A call on another key or state decodes
+// its state into that table when the shapes allow (see refillLua). Either
+// way, the next call ends the handoff.
 type handoff struct {
 	key, enc []byte // key is the runner's copy; enc is never modified
 	tb       *lua.LTable

@@ -94,6 +94,7 @@ type stateCache struct {
 
 	hits, misses atomic.Int64
 	handoffs     atomic.Int64 // small states a runner handed from a call to the next
+	refills      atomic.Int64 // small states decoded into a stale handoff's table
 }
 
 func newStateCache(limit int64) *stateCache {

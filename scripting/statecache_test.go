@@ -270,20 +270,44 @@ const (
 	smallPad = 0
 )
 
+// refillSrc is shuffleSrc with an apply that mostly keeps the shape of its
+// state (the keys a, b, c and pad, in that order) and changes the values,
+// so that a call on a small state usually finds the table another key's
+// state was built into, of the same shape, to decode into (see
+// refillLua); now and then it changes the shape as shuffleSrc does.
+const refillSrc = shuffleSrc + `
+function apply(event, state, ctx)
+  local out = {}
+  show(state, out, 0)
+  if state == nil or event == "reset" or math.random(12) == 1 then state = {} end
+  if math.random(10) == 1 then
+    mutate(state, math.random(1, 3))
+  else
+    for _, k in ipairs({"a", "b", "c"}) do
+      if math.random(3) > 1 then state[k] = value(1) end
+    end
+  end
+  state.pad = string.rep("p", PAD)
+  out[#out+1] = " after: "
+  show(state, out, 0)
+  return table.concat(out), state
+end
+`
+
 // cachedAndPlain returns an engine with the state cache and one without,
-// both having loaded shuffleSrc with states padded by pad bytes (so that
-// they count the same calls).
-func cachedAndPlain(t *testing.T, lim Limits, pad int) (cached, plain *Engine, h *Handler) {
+// both having loaded src (shuffleSrc or refillSrc) with states padded by
+// pad bytes (so that they count the same calls).
+func cachedAndPlain(t *testing.T, lim Limits, src string, pad int) (cached, plain *Engine, h *Handler) {
 	cached, plain = NewEngine(lim), NewEngine(lim)
 	t.Cleanup(cached.Close)
 	t.Cleanup(plain.Close)
 	cached.SetStateCache(1 << 20)
-	src := []byte(strings.Replace(shuffleSrc, "PAD", strconv.Itoa(pad), 1))
-	h, err := cached.Load(src)
+	src = strings.ReplaceAll(src, "PAD", strconv.Itoa(pad))
+	h, err := cached.Load([]byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := plain.Load(src); err != nil {
+	if _, err := plain.Load([]byte(src)); err != nil {
 		t.Fatal(err)
 	}
 	return cached, plain, h
@@ -292,11 +316,18 @@ func cachedAndPlain(t *testing.T, lim Limits, pad int) (cached, plain *Engine, h
 // The same calls on an engine with the state cache and on one without must
 // give the same bytes, errors and budget, while the cache is used.
 func TestStateCacheChangesNothing(t *testing.T) {
-	for _, tc := range []struct{ budget, pad int64 }{{2_000_000, largePad}, {4_000, largePad}, {2_000_000, smallPad}, {3_000, smallPad}} {
-		t.Run(fmt.Sprintf("budget %d pad %d", tc.budget, tc.pad), func(t *testing.T) {
+	for _, tc := range []struct {
+		budget, pad int64
+		refill      bool // refillSrc rather than shuffleSrc
+	}{{2_000_000, largePad, false}, {4_000, largePad, false}, {2_000_000, smallPad, false}, {3_000, smallPad, false}, {2_000_000, smallPad, true}, {3_000, smallPad, true}} {
+		t.Run(fmt.Sprintf("budget %d pad %d refill %v", tc.budget, tc.pad, tc.refill), func(t *testing.T) {
 			lim := testLimits()
 			lim.InstructionBudget = tc.budget
-			cached, plain, h := cachedAndPlain(t, lim, int(tc.pad))
+			src := shuffleSrc
+			if tc.refill {
+				src = refillSrc
+			}
+			cached, plain, h := cachedAndPlain(t, lim, src, int(tc.pad))
 			failed := 0
 			keys := [][]byte{[]byte("k1"), []byte("k2"), []byte("k3")}
 			states, older := map[string][]byte{}, map[string][]byte{}
@@ -359,12 +390,15 @@ func TestStateCacheChangesNothing(t *testing.T) {
 				t.Fatalf("with the cache %d calls used %d units, without %d used %d", c1, u1, c2, u2)
 			}
 			st := cached.StateCacheStats()
-			t.Logf("hits %d, misses %d, %d entries, %d bytes, %d handoffs; %d events over budget", st.Hits, st.Misses, st.Entries, st.Bytes, st.Handoffs, failed)
+			t.Logf("hits %d, misses %d, %d entries, %d bytes, %d handoffs, %d refills; %d events over budget", st.Hits, st.Misses, st.Entries, st.Bytes, st.Handoffs, st.Refills, failed)
 			if tc.pad == largePad && (st.Hits < 300 || st.Misses < 300) {
 				t.Fatalf("hits %d and misses %d: the test does not exercise both paths", st.Hits, st.Misses)
 			}
 			if tc.pad == smallPad && st.Handoffs < 300 {
 				t.Fatalf("%d handoffs: the test does not exercise them", st.Handoffs)
+			}
+			if tc.refill && st.Refills < 200 {
+				t.Fatalf("%d refills: the test does not exercise them", st.Refills)
 			}
 		})
 	}
@@ -373,7 +407,7 @@ func TestStateCacheChangesNothing(t *testing.T) {
 // Calls from many goroutines, two of them on each key with states of their
 // own, give what each chain of calls gives alone without the cache.
 func TestStateCacheConcurrent(t *testing.T) {
-	cached, plain, h := cachedAndPlain(t, testLimits(), largePad)
+	cached, plain, h := cachedAndPlain(t, testLimits(), shuffleSrc, largePad)
 	const chains, steps = 4, 150
 	run := func(e *Engine, chain int) [][]byte {
 		key := []byte(fmt.Sprintf("k%d", chain%2))
@@ -470,4 +504,65 @@ func encodeValue(t *testing.T, v lua.LValue) []byte {
 		t.Fatal(msg)
 	}
 	return b
+}
+
+// shapesSrc builds, on event "make N", the Nth of a set of small states
+// whose shapes (keys, their order, array parts, nesting) differ in every
+// way refillLua looks at, each built in its canonical key order so that
+// the apply hands it on; on "show", it shows the state it was given.
+const shapesSrc = shuffleSrc + `
+local shapes = {
+  function() return {a = 1, b = 2, c = 3} end,
+  function() return {a = 4, b = 5} end,
+  function() return {a = 6, b = 7, c = 8, d = 9} end,
+  function() return {b = 1, c = 2, d = 3} end,
+  function() local t = {10, 20}; t.a = 1; t.b = 2; return t end,
+  function() return {a = {x = 1, y = {2}}, b = "s"} end,
+  function() return {a = "t", b = {z = true}} end,
+  function() return {["1"] = 1, a = 2} end,
+  function() local t = {}; t[2] = 1; t.a = 3; return t end,
+  function() return {a = 1, b = 2, c = "three"} end,
+}
+
+function apply(event, state, ctx)
+  local n = string.match(event, "^make (%d+)$")
+  if n then return #shapes, shapes[tonumber(n)]() end
+  local out = {}
+  show(state, out, 0)
+  return table.concat(out), state
+end
+`
+
+// A call on a small state finding the stale table of another key's state
+// (see refillLua) must see exactly what decoding its state builds, for
+// every pair of shapes, the same or not.
+func TestStateCacheRefillShapes(t *testing.T) {
+	const shapes = 10 // as in shapesSrc
+	cached, plain, h := cachedAndPlain(t, testLimits(), shapesSrc, 0)
+	states := make([][]byte, shapes+1)
+	for i := 1; i <= shapes; i++ {
+		var err error
+		if states[i], _, err = plain.Apply(h, nil, []byte(fmt.Sprintf("make %d", i)), Call{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= shapes; i++ {
+		for j := 1; j <= shapes; j++ {
+			// The stale table: shape i, returned for key x.
+			if _, _, err := cached.Apply(h, nil, []byte(fmt.Sprintf("make %d", i)), Call{Key: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+			// Then shape j, for key y.
+			call := Call{Key: []byte("y")}
+			ns1, out1, err1 := cached.Apply(h, states[j], []byte("show"), call)
+			ns2, out2, err2 := plain.Apply(h, states[j], []byte("show"), call)
+			if !bytes.Equal(out1, out2) || !bytes.Equal(ns1, ns2) || fmt.Sprint(err1) != fmt.Sprint(err2) {
+				t.Fatalf("shape %d after shape %d: with the cache %q %q (%v), without %q %q (%v)", j, i, out1, ns1, err1, out2, ns2, err2)
+			}
+		}
+	}
+	// Each shape after itself, at least.
+	if st := cached.StateCacheStats(); st.Refills < shapes {
+		t.Fatalf("%d refills over %d pairs of shapes: the test does not exercise them", st.Refills, shapes*shapes)
+	}
 }
