@@ -88,66 +88,48 @@ end`))
 	}
 }
 
-// BenchmarkApplyCounterKeys is the counter over many keys, each call on
+// BenchmarkCounterKeys is the counter over 1000 keys, each call on
 // another key than the last, with the state cache on: what a server's
-// random keys cost in the engine.
-func BenchmarkApplyCounterKeys(b *testing.B) {
-	e := NewEngine(DefaultLimits())
-	defer e.Close()
-	e.SetStateCache(32 << 20)
-	h, err := e.Load([]byte(counterSrc))
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := make([][]byte, 1000)
-	states := make([][]byte, len(keys))
-	for i := range keys {
-		keys[i] = []byte("key:" + itoa(i))
-		if states[i], _, err = e.Apply(h, nil, []byte("incr"), Call{Key: keys[i], ID: "0"}); err != nil {
-			b.Fatal(err)
+// random keys cost in the engine. The second runs the index call that
+// follows every apply in a server.
+func BenchmarkCounterKeys(b *testing.B) {
+	for _, withIndex := range []bool{false, true} {
+		name := "apply"
+		if withIndex {
+			name = "apply+index"
 		}
-	}
-	c := Call{ID: "1-0", Time: 1700000000000}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		k := i * 7 % len(keys)
-		c.Key = keys[k]
-		if states[k], _, err = e.Apply(h, states[k], []byte("incr"), c); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkApplyIndexCounterKeys is BenchmarkApplyCounterKeys with the
-// index call that follows every apply in a server.
-func BenchmarkApplyIndexCounterKeys(b *testing.B) {
-	e := NewEngine(DefaultLimits())
-	defer e.Close()
-	e.SetStateCache(32 << 20)
-	h, err := e.Load([]byte(counterSrc))
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := make([][]byte, 1000)
-	states := make([][]byte, len(keys))
-	for i := range keys {
-		keys[i] = []byte("key:" + itoa(i))
-		if states[i], _, err = e.Apply(h, nil, []byte("incr"), Call{Key: keys[i], ID: "0"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	c := Call{ID: "1-0", Time: 1700000000000}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		k := i * 7 % len(keys)
-		c.Key = keys[k]
-		if states[k], _, err = e.Apply(h, states[k], []byte("incr"), c); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := e.Index(h, states[k], Call{Key: keys[k]}); err != nil {
-			b.Fatal(err)
-		}
+		b.Run(name, func(b *testing.B) {
+			e := NewEngine(DefaultLimits())
+			defer e.Close()
+			e.SetStateCache(32 << 20)
+			h, err := e.Load([]byte(counterSrc))
+			if err != nil {
+				b.Fatal(err)
+			}
+			keys := make([][]byte, 1000)
+			states := make([][]byte, len(keys))
+			for i := range keys {
+				keys[i] = []byte("key:" + itoa(i))
+				if states[i], _, err = e.Apply(h, nil, []byte("incr"), Call{Key: keys[i], ID: "0"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c := Call{ID: "1-0", Time: 1700000000000}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				k := i * 7 % len(keys)
+				c.Key = keys[k]
+				if states[k], _, err = e.Apply(h, states[k], []byte("incr"), c); err != nil {
+					b.Fatal(err)
+				}
+				if !withIndex {
+					continue
+				}
+				if _, err := e.Index(h, states[k], Call{Key: keys[k]}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
