@@ -222,6 +222,9 @@ type DB struct {
 
 	seed  maphash.Seed
 	locks [lockStripes]sync.Mutex
+	// scratches holds the *scratch buffers of batches not running, so an
+	// unpipelined write does not grow new ones.
+	scratches sync.Pool
 
 	// inflight counts calls between enter and leave; Close waits for it
 	// after setting closing.

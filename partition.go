@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/legiondb/legion/crdt"
 	"github.com/legiondb/legion/index"
@@ -483,10 +484,12 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 		return nil
 	}
 
-	var (
-		buf      scratch
-		partFrom int // the first write of the part being run
-	)
+	buf, _ := db.scratches.Get().(*scratch)
+	if buf == nil {
+		buf = new(scratch)
+	}
+	defer buf.release(&db.scratches)
+	partFrom := 0 // the first write of the part being run
 	for i, w := range writes {
 		results[i] = Result{}
 		if err := checkKey(w.Key); err != nil {
@@ -517,7 +520,7 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 		if b == nil {
 			b = db.store.NewBatch()
 		}
-		out, ok, fatal, err := db.applyEvent(b, &buf, active, x.p, w)
+		out, ok, fatal, err := db.applyEvent(b, buf, active, x.p, w)
 		if fatal {
 			x.fatal = err
 		}
@@ -534,8 +537,22 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 }
 
 // scratch holds buffers the events of one batch reuse: the batch copies
-// every record it is given.
+// every record it is given. A buffer that grew past maxScratch is not
+// kept for the next batch.
 type scratch struct{ payload, record, tags []byte }
+
+const maxScratch = 64 << 10
+
+// release puts sc in pool, without the buffers that grew past maxScratch
+// (a large state's).
+func (sc *scratch) release(pool *sync.Pool) {
+	for _, b := range []*[]byte{&sc.payload, &sc.record, &sc.tags} {
+		if cap(*b) > maxScratch {
+			*b = nil
+		}
+	}
+	pool.Put(sc)
+}
 
 // applyEvent runs the active handler on p with w's event and writes into
 // b what it changes; p then matches the store as it will be once b is
