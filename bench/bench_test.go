@@ -36,7 +36,7 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("the report has no section %q", section)
 		}
 	}
-	for _, want := range []string{"- legion-server run with: ", "`GOGC=150`", "`--cache-size 64mb`",
+	for _, want := range []string{"- legion-server run with: its defaults (the admin port and its metrics on), ", "`GOGC=150`", "`--cache-size 64mb`",
 		"| LEGION.APPLY (--fsync no) / PING, 50 clients, pipeline 1 |", "| LEGION.APPLY (--fsync always) / PING, 50 clients, pipeline 16 |"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report lacks %q", want)

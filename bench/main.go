@@ -150,11 +150,12 @@ func (b *bench) command(format string, args ...any) {
 	b.report.commands = append(b.report.commands, fmt.Sprintf(format, args...))
 }
 
-// legionSetup describes what every legion-server of the run was given
-// beyond the defaults: Go runtime variables from the environment (which the
-// server inherits) and -legion-args.
+// legionSetup describes how every legion-server of the run was set up:
+// its defaults (the admin port too, so per-command metrics are kept), and
+// beyond them Go runtime variables from the environment (which the server
+// inherits) and -legion-args.
 func (b *bench) legionSetup() string {
-	var parts []string
+	parts := []string{"its defaults (the admin port and its metrics on)"}
 	for _, v := range []string{"GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG"} {
 		if val, ok := os.LookupEnv(v); ok {
 			parts = append(parts, fmt.Sprintf("`%s=%s`", v, val))
@@ -178,9 +179,7 @@ func (b *bench) markdown() string {
 	fmt.Fprintf(&s, "- Machine: %s, %d cores (%s), %s, Go %s\n", host, runtime.NumCPU(), cpu, memTotal(), runtime.Version())
 	fmt.Fprintf(&s, "- Redis: %s\n", redisVersion())
 	fmt.Fprintf(&s, "- Sizes: %d keys for the counter, %d partitions for search and footprint\n", b.opts.keys, b.opts.partitions)
-	if setup := b.legionSetup(); setup != "" {
-		fmt.Fprintf(&s, "- legion-server run with: %s\n", setup)
-	}
+	fmt.Fprintf(&s, "- legion-server run with: %s\n", b.legionSetup())
 	if b.opts.quick {
 		fmt.Fprintf(&s, "- **Quick mode**: small sizes and one run; not a measurement.\n")
 	}

@@ -65,7 +65,9 @@ func (b *bench) startLegion(dir string, extra ...string) *proc {
 		}
 	}
 	p := &proc{name: "legion", port: freePort(), dir: dir}
-	p.args = append([]string{"--port", strconv.Itoa(p.port), "--admin-port", "-1", "--data-dir", dir, "--log-level", "warn"}, strings.Fields(b.opts.legionArgs)...)
+	// The admin port is on, as by default: its per-command metrics are
+	// part of what a server costs.
+	p.args = append([]string{"--port", strconv.Itoa(p.port), "--admin-port", strconv.Itoa(freePort()), "--data-dir", dir, "--log-level", "warn"}, strings.Fields(b.opts.legionArgs)...)
 	p.args = append(p.args, extra...)
 	p.cmd = exec.Command(b.legionBin, p.args...)
 	p.cmd.Stderr = os.Stderr

@@ -6,7 +6,6 @@ import (
 	"log"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -422,7 +421,7 @@ func (b *bench) footprint() {
 
 // cpuProfile profiles legion-server under the pipelined counter load.
 func (b *bench) cpuProfile(path string) {
-	lg := b.startLegion("", append(fsyncOn.legion, "--admin-port", strconv.Itoa(freePort()))...)
+	lg := b.startLegion("", fsyncOn.legion...)
 	defer lg.stop()
 	b.load(lg, legionCounter)
 	done := make(chan struct{})
