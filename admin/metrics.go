@@ -2,7 +2,6 @@ package admin
 
 import (
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/legiondb/legion"
@@ -13,34 +12,14 @@ import (
 // Metrics are a node's Prometheus collectors, on a registry of their own
 // (no global registry).
 type Metrics struct {
-	reg      *prometheus.Registry
-	commands *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	// byCommand caches each command's series (*commandSeries), so the hot
-	// path does no label hashing: command names are a small fixed set.
-	byCommand sync.Map
-}
-
-type commandSeries struct {
-	ok, failed prometheus.Counter
-	latency    prometheus.Observer
+	reg   *prometheus.Registry
+	stats *commandStats
 }
 
 // NewMetrics registers the node's collectors. clients reports the number of
 // connected clients; it is called at scrape time.
 func NewMetrics(db *legion.DB, clients func() int) *Metrics {
-	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "legion_commands_total",
-			Help: "Commands processed, by command and result (ok or error).",
-		}, []string{"command", "result"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "legion_command_duration_seconds",
-			Help:    "Time from reading a command to having its reply, by command.",
-			Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5, 10},
-		}, []string{"command"}),
-	}
+	m := &Metrics{reg: prometheus.NewRegistry(), stats: newCommandStats()}
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
@@ -48,7 +27,7 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.reg.MustRegister(
-		m.commands, m.latency,
+		m.stats,
 		// Beyond the defaults, the scheduler's: go_sched_latencies_seconds
 		// is how long goroutines waited to run once runnable, the part of
 		// a command's latency that is waiting for a CPU.
@@ -85,21 +64,7 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 
 // ObserveCommand records one command; resp calls it after every command.
 func (m *Metrics) ObserveCommand(command string, d time.Duration, failed bool) {
-	v, ok := m.byCommand.Load(command)
-	if !ok {
-		v, _ = m.byCommand.LoadOrStore(command, &commandSeries{
-			ok:      m.commands.WithLabelValues(command, "ok"),
-			failed:  m.commands.WithLabelValues(command, "error"),
-			latency: m.latency.WithLabelValues(command),
-		})
-	}
-	cs := v.(*commandSeries)
-	if failed {
-		cs.failed.Inc()
-	} else {
-		cs.ok.Inc()
-	}
-	cs.latency.Observe(d.Seconds())
+	m.stats.observe(command, d, failed)
 }
 
 // Registry returns the registry the collectors are on.
