@@ -747,15 +747,16 @@ func decodeLuaInterned(L *lua.LState, b []byte, limit int64, keys *keyIntern) (v
 	return v, charge, err
 }
 
-// refillLua decodes b into tb, the table a decode of some other encoding
-// built, unchanged since (the runner's stale handoff, which the matcher
-// checked when it was kept), if b's value has tb's shape: a map of as many
-// string keys as tb's key order holds, in that order. Overwriting the
-// values of existing keys leaves gopher-lua's key order and key index as
-// they are, so tb ends up in every respect the table a decode of b builds.
-// It charges what that decode would. ok is false if b's value has
-// another shape, is not valid, or would pass limit; tb may then be half
-// refilled, and is dropped.
+// refillLua decodes b into tb, a table nothing else refers to, if b's
+// value has tb's shape: a map of as many string keys as tb's key order
+// holds, in that order, while tb has no metatable and no array part.
+// Overwriting the value of every key leaves gopher-lua's key order and
+// key index as they are, and those, the metatable and the array part are
+// all a table's history can leave (a key removed from a table stays in
+// its key order, and gets its value back here), so tb ends up in every
+// respect the table a decode of b builds. It charges what that decode
+// would. ok is false if b's value has another shape, is not valid, or
+// would pass limit; tb may then be half refilled, and is dropped.
 func refillLua(L *lua.LState, tb *lua.LTable, b []byte, limit int64, keys *keyIntern) (charge int64, ok bool) {
 	if len(b) == 0 || !ltableFields.ok || ValidateValue(b) != nil {
 		return 0, false
@@ -763,7 +764,7 @@ func refillLua(L *lua.LState, tb *lua.LTable, b []byte, limit int64, keys *keyIn
 	arr, order := fields(tb)
 	d := decoder{b: b, keys: keys}
 	t, err := d.next()
-	if err != nil || t.tag != tagMap || !arr.IsNil() || t.n != order.Len() {
+	if err != nil || t.tag != tagMap || tb.Metatable != lua.LNil || !arr.IsNil() || t.n != order.Len() {
 		return 0, false
 	}
 	charge = 1 // the map, as buildLua charges it

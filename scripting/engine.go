@@ -299,7 +299,7 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 	} else if ho := &r.handoff; sc != nil && ho.tb != nil {
 		tb, enc := ho.tb, ho.enc
 		ho.tb, ho.enc = nil, nil // taken, or stale
-		if bytes.Equal(ho.key, key) && sameBytes(enc, state) && r.bctx.n+ho.charge <= r.bctx.budget {
+		if enc != nil && bytes.Equal(ho.key, key) && sameBytes(enc, state) && r.bctx.n+ho.charge <= r.bctx.budget {
 			r.bctx.n += ho.charge
 			sc.handoffs.Add(1)
 			return tb, nil
@@ -320,6 +320,17 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 		return nil, &Error{Kind: ErrBudget, Func: r.fname, Msg: kindText(ErrBudget) + " while decoding the state"}
 	}
 	return v, nil
+}
+
+// keepSpare makes v, the table an index or query call was given for the
+// small state enc and no longer refers to, the runner's spare (see
+// handoff), for the next call to decode its state into.
+func (r *runner) keepSpare(enc []byte, v lua.LValue) {
+	tb, ok := v.(*lua.LTable)
+	if !ok || len(enc) >= minCachedState || r.eng.states.Load() == nil {
+		return
+	}
+	r.handoff.tb, r.handoff.enc = tb, nil
 }
 
 // keepState offers the state cache v, a call's state value, as the
@@ -456,6 +467,8 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		}
 		if r.taken != nil {
 			r.keepState(c.Key, r.taken.enc, sv, false)
+		} else {
+			r.keepSpare(state, sv)
 		}
 		return nil
 	})
@@ -556,6 +569,8 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 		}
 		if r.taken != nil {
 			r.keepState(c.Key, r.taken.enc, sv, false)
+		} else {
+			r.keepSpare(state, sv)
 		}
 		return nil
 	})

@@ -187,6 +187,10 @@ func (r *runner) keyValue() lua.LValue {
 // would cost about what it saves. A call on another key or state decodes
 // its state into that table when the shapes allow (see refillLua). Either
 // way, the next call ends the handoff.
+//
+// After an index or query call, the table of its small state becomes a
+// spare: enc is nil, as the call may have changed it, and the next call
+// only decodes into it.
 type handoff struct {
 	key, enc []byte // key is the runner's copy; enc is never modified
 	tb       *lua.LTable

@@ -571,3 +571,74 @@ func TestStateCacheRefillShapes(t *testing.T) {
 		t.Fatalf("%d refills over %d pairs of shapes: the test does not exercise them", st.Refills, shapes*shapes)
 	}
 }
+
+// spareSrc's query changes its state as its request says, in each of the
+// ways a table's history can show; apply shows the state it is given.
+const spareSrc = shuffleSrc + `
+function apply(event, state, ctx)
+  local out = {}
+  show(state, out, 0)
+  state = state or { a = 0, b = {} }
+  state.a = state.a + 1
+  return table.concat(out), state
+end
+
+function query(request, state, ctx)
+  if request == "mt" then setmetatable(state, { __index = function() return 1 end })
+  elseif request == "del" then state.a = nil
+  elseif request == "delall" then state.a = nil; state.b = nil
+  elseif request == "add" then state.z = 1
+  elseif request == "addel" then state.z = 1; state.z = nil
+  elseif request == "arr" then state[1] = 1
+  elseif request == "arrdel" then state[1] = 1; state[1] = nil
+  elseif request == "other" then state[true] = 1; state[true] = nil
+  elseif request == "share" then state.b = { 1 }; state.a = state.b
+  elseif request == "nested" then state.b.q = 1; setmetatable(state.b, {})
+  end
+  return 0
+end
+`
+
+// A table an index or query call was given is kept as a spare to decode
+// the next small state into (see refillLua): whatever the call did to it,
+// the next call must see exactly what decoding its state builds.
+func TestStateCacheSpare(t *testing.T) {
+	cached, plain, h := cachedAndPlain(t, testLimits(), spareSrc, 0)
+	x, y := []byte("x"), []byte("y")
+	for _, req := range []string{"none", "mt", "del", "delall", "add", "addel", "arr", "arrdel", "other", "share", "nested"} {
+		var outs [2][]byte
+		for i, e := range []*Engine{cached, plain} {
+			sy, _, err := e.Apply(h, nil, []byte("e"), Call{Key: y})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sx, _, err := e.Apply(h, nil, []byte("e"), Call{Key: x})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Query(h, sx, []byte(req), Call{Key: x}); err != nil {
+				t.Fatal(err)
+			}
+			// On another key, a state of the shape x's had.
+			_, out, err := e.Apply(h, sy, []byte("e"), Call{Key: y})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs[i] = out
+		}
+		if !bytes.Equal(outs[0], outs[1]) {
+			t.Errorf("after a query that did %q: with the cache %q, without %q", req, outs[0], outs[1])
+		}
+	}
+	c1, u1 := cached.Usage()
+	c2, u2 := plain.Usage()
+	if c1 != c2 || u1 != u2 {
+		t.Fatalf("with the cache %d calls used %d units, without %d used %d", c1, u1, c2, u2)
+	}
+	// none, share and nested leave a table to decode into; the others
+	// change its key order (a removed key is skipped by next), metatable
+	// or array part.
+	if st := cached.StateCacheStats(); st.Refills < 3 {
+		t.Fatalf("%d refills: the test does not exercise them", st.Refills)
+	}
+}
