@@ -742,6 +742,12 @@ func decodeLuaInterned(L *lua.LState, b []byte, limit int64, keys *keyIntern) (v
 	if err := ValidateValue(b); err != nil {
 		return nil, 0, err
 	}
+	return buildLuaInterned(L, b, limit, keys)
+}
+
+// buildLuaInterned is decodeLuaInterned for a non-empty encoding that
+// ValidateValue accepted.
+func buildLuaInterned(L *lua.LState, b []byte, limit int64, keys *keyIntern) (v lua.LValue, charge int64, err error) {
 	d := decoder{b: b, keys: keys}
 	v, err = buildLua(L, &d, &charge, limit)
 	return v, charge, err
@@ -755,10 +761,11 @@ func decodeLuaInterned(L *lua.LState, b []byte, limit int64, keys *keyIntern) (v
 // all a table's history can leave (a key removed from a table stays in
 // its key order, and gets its value back here), so tb ends up in every
 // respect the table a decode of b builds. It charges what that decode
-// would. ok is false if b's value has another shape, is not valid, or
-// would pass limit; tb may then be half refilled, and is dropped.
+// would. b must be a non-empty encoding that ValidateValue accepted. ok is
+// false if b's value has another shape or would pass limit; tb may then
+// be half refilled, and is dropped.
 func refillLua(L *lua.LState, tb *lua.LTable, b []byte, limit int64, keys *keyIntern) (charge int64, ok bool) {
-	if len(b) == 0 || !ltableFields.ok || ValidateValue(b) != nil {
+	if !ltableFields.ok {
 		return 0, false
 	}
 	arr, order := fields(tb)

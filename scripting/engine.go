@@ -290,7 +290,9 @@ func (e *Engine) prepare(fname string, h *Handler, arg []byte, argName string) (
 // next event is usually on another key, and its state often has the same
 // fields.
 func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
-	if sc := r.eng.states.Load(); sc != nil && len(state) >= minCachedState {
+	sc := r.eng.states.Load()
+	var spare *lua.LTable // the handoff's table, if it is not the state's
+	if sc != nil && len(state) >= minCachedState {
 		if s := sc.take(key, state); s != nil && r.bctx.n+s.charge <= r.bctx.budget {
 			r.bctx.n += s.charge
 			r.taken = s
@@ -304,13 +306,24 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 			sc.handoffs.Add(1)
 			return tb, nil
 		}
-		if charge, ok := refillLua(r.L, tb, state, r.bctx.budget-r.bctx.n, &r.keys); ok {
+		spare = tb
+	}
+	if len(state) == 0 {
+		return lua.LNil, nil
+	}
+	// Checked once, for the refill and the decode alike.
+	if err := ValidateValue(state); err != nil {
+		return nil, &Error{Kind: ErrCorrupt, Func: r.fname, Msg: "state: " + err.Error()}
+	}
+	limit := r.bctx.budget - r.bctx.n
+	if spare != nil {
+		if charge, ok := refillLua(r.L, spare, state, limit, &r.keys); ok {
 			r.bctx.n += charge
 			sc.refills.Add(1)
-			return tb, nil
+			return spare, nil
 		}
 	}
-	v, charge, err := decodeLuaInterned(r.L, state, r.bctx.budget-r.bctx.n, &r.keys)
+	v, charge, err := buildLuaInterned(r.L, state, limit, &r.keys)
 	r.bctx.n += charge
 	if err != nil && err != errDecodeBudget {
 		return nil, &Error{Kind: ErrCorrupt, Func: r.fname, Msg: "state: " + err.Error()}
@@ -322,10 +335,16 @@ func (r *runner) decodeState(state, key []byte) (lua.LValue, *Error) {
 	return v, nil
 }
 
-// keepSpare makes v, the table an index or query call was given for the
-// small state enc and no longer refers to, the runner's spare (see
-// handoff), for the next call to decode its state into.
-func (r *runner) keepSpare(enc []byte, v lua.LValue) {
+// keepRead keeps what the state value v of an index or query call, whose
+// state was enc, can still serve: a table taken from the state cache goes
+// back to it if the call left it intact, and a small state's table, which
+// nothing refers to now, becomes the runner's spare (see handoff) for the
+// next call to decode its state into.
+func (r *runner) keepRead(key, enc []byte, v lua.LValue) {
+	if r.taken != nil {
+		r.keepState(key, r.taken.enc, v, false)
+		return
+	}
 	tb, ok := v.(*lua.LTable)
 	if !ok || len(enc) >= minCachedState || r.eng.states.Load() == nil {
 		return
@@ -465,11 +484,7 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 		if tags, ferr = collectTags(res[0], lim); ferr != nil {
 			return ferr
 		}
-		if r.taken != nil {
-			r.keepState(c.Key, r.taken.enc, sv, false)
-		} else {
-			r.keepSpare(state, sv)
-		}
+		r.keepRead(c.Key, state, sv)
 		return nil
 	})
 	if ferr != nil {
@@ -567,11 +582,7 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 		if output, ferr = r.encodeResult(res[0], lim.MaxOutputBytes, true, ErrOutputSize, "output", 0); ferr != nil {
 			return ferr
 		}
-		if r.taken != nil {
-			r.keepState(c.Key, r.taken.enc, sv, false)
-		} else {
-			r.keepSpare(state, sv)
-		}
+		r.keepRead(c.Key, state, sv)
 		return nil
 	})
 	if ferr != nil {

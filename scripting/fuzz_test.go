@@ -190,8 +190,8 @@ func FuzzRefill(f *testing.F) {
 	}
 	var bufs encodeBuffers
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		if len(a) == 0 || ValidateValue(a) != nil {
-			return
+		if len(a) == 0 || ValidateValue(a) != nil || len(b) == 0 || ValidateValue(b) != nil {
+			return // refillLua is given valid states only
 		}
 		v, _, err := decodeLua(L, a, 1<<20)
 		tb, isTable := v.(*lua.LTable)
