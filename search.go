@@ -35,6 +35,23 @@ func (db *DB) Search(q SearchQuery) ([]Hit, error) {
 	return index.Search(db.store, q.query())
 }
 
+// SearchFunc is Search calling fn with each record instead of returning
+// them, and returning how many: nothing is copied. tag and key are valid
+// only during the call, and fn must not call the DB. After an error, fn
+// may have seen some of the records.
+func (db *DB) SearchFunc(q SearchQuery, fn func(tag, key []byte)) (int, error) {
+	if err := db.enter(); err != nil {
+		return 0, err
+	}
+	defer db.leave()
+	v := index.NewView(db.store)
+	n, err := v.Each(q.query(), fn)
+	if cerr := v.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
 func (q SearchQuery) query() index.Query {
 	return index.Query{Tag: q.Tag, After: q.After, AfterKey: q.AfterKey, Count: q.Count, Exact: q.Exact}
 }
@@ -58,6 +75,24 @@ func (db *DB) NewSearchView() *SearchView { return &SearchView{db: db} }
 
 // Search is DB.Search on the view.
 func (sv *SearchView) Search(q SearchQuery) ([]Hit, error) {
+	v, err := sv.view()
+	if err != nil {
+		return nil, err
+	}
+	return v.Search(q.query())
+}
+
+// SearchFunc is DB.SearchFunc on the view.
+func (sv *SearchView) SearchFunc(q SearchQuery, fn func(tag, key []byte)) (int, error) {
+	v, err := sv.view()
+	if err != nil {
+		return 0, err
+	}
+	return v.Each(q.query(), fn)
+}
+
+// view takes the view at the first search.
+func (sv *SearchView) view() (*index.View, error) {
 	if !sv.entered {
 		if err := sv.db.enter(); err != nil {
 			return nil, err
@@ -65,7 +100,7 @@ func (sv *SearchView) Search(q SearchQuery) ([]Hit, error) {
 		sv.entered = true
 		sv.v = index.NewView(sv.db.store)
 	}
-	return sv.v.Search(q.query())
+	return sv.v, nil
 }
 
 // Active reports whether the view holds an iterator: it has searched since

@@ -63,92 +63,99 @@ func Search(s *store.Store, q Query) ([]Hit, error) {
 type View struct {
 	s  *store.Store
 	it *store.TagIter
+	// page holds the keys of the search running, encoded as a cached page
+	// (store.CacheTagPage), while it may be cached; reused by the next.
+	page []byte
 }
 
 // NewView returns a View of s; it reads nothing until its first search.
 func NewView(s *store.Store) *View { return &View{s: s} }
 
-// Search returns the records of q in index order.
+// Search returns the records of q in index order. The hits share one
+// buffer; a search of an exact tag stores the tag once.
 func (v *View) Search(q Query) ([]Hit, error) {
-	count := q.Count
-	if count == 0 {
-		count = DefaultCount
-	}
-	if count < 0 || count > MaxCount {
-		return nil, fmt.Errorf("%w: %d (must be 1 to %d)", ErrCount, q.Count, MaxCount)
-	}
-	// A page of an exact tag may be cached.
-	page := q.Exact && q.Keep == nil && count <= store.MaxCachedTagPage
-	if page {
-		if hits, ok := cachedPage(v.s, q, count); ok {
-			return hits, nil
-		}
-	}
-	if v.it == nil {
-		it, err := v.s.SeekTags(q.Tag, q.AfterKey, q.After, q.Exact)
-		if err != nil {
-			return nil, err
-		}
-		v.it = it
-	} else {
-		v.it.Seek(q.Tag, q.AfterKey, q.After, q.Exact)
-	}
-	it := v.it
-	// The hits share one buffer; a search of an exact tag stores the tag
-	// once.
-	hits := make([]Hit, 0, min(count, 64))
-	var buf []byte
-	var tag []byte
-	for len(hits) < count && it.Next() {
-		if q.Exact && !bytes.Equal(it.Tag(), q.Tag) {
-			break
-		}
-		if q.Keep != nil && !q.Keep(it.Key()) {
-			continue
-		}
-		if buf == nil {
-			buf = make([]byte, 0, min(count, 64)*(len(it.Key())+8)+len(it.Tag()))
-		}
-		if tag == nil || !bytes.Equal(tag, it.Tag()) {
-			buf, tag = appendPiece(buf, it.Tag())
-		}
-		var key []byte
-		buf, key = appendPiece(buf, it.Key())
-		hits = append(hits, Hit{Tag: tag, Key: key})
-	}
-	if err := it.Err(); err != nil {
-		return hits, err
-	}
-	if page {
-		// Fewer hits than asked for: the tag has no more.
-		it.CacheTagPage(q.Tag, q.AfterKey, q.After, len(hits), func(i int) []byte { return hits[i].Key }, len(hits) < count)
-	}
-	return hits, nil
-}
-
-// cachedPage answers the first count records of q's exact tag (after its
-// key, if it has one) from the store's cache of tag pages.
-func cachedPage(s *store.Store, q Query, count int) ([]Hit, bool) {
-	tag := q.Tag
 	var (
 		hits []Hit
 		buf  []byte
 		t    []byte
 	)
-	ok := s.CachedTagKeys(tag, q.AfterKey, q.After, count, func(key []byte) {
+	_, err := v.Each(q, func(tag, key []byte) {
 		if hits == nil {
-			hits = make([]Hit, 0, min(count, 64))
-			buf = make([]byte, 0, len(tag)+min(count, 64)*(len(key)+8))
+			n := min(q.Count, 64)
+			if n == 0 {
+				n = DefaultCount
+			}
+			hits = make([]Hit, 0, n)
+			buf = make([]byte, 0, len(tag)+n*(len(key)+8))
+		}
+		if t == nil || !bytes.Equal(t, tag) {
 			buf, t = appendPiece(buf, tag)
 		}
 		var k []byte
 		buf, k = appendPiece(buf, key)
 		hits = append(hits, Hit{Tag: t, Key: k})
 	})
-	if ok && hits == nil {
+	if hits == nil && err == nil {
 		hits = []Hit{}
 	}
-	return hits, ok
+	return hits, err
+}
+
+// Each calls fn with the records of q in index order and returns how many
+// it called it with. tag and key are valid only during the call; fn must
+// not use the View. After an error, fn may have seen some of the records.
+func (v *View) Each(q Query, fn func(tag, key []byte)) (int, error) {
+	count := q.Count
+	if count == 0 {
+		count = DefaultCount
+	}
+	if count < 0 || count > MaxCount {
+		return 0, fmt.Errorf("%w: %d (must be 1 to %d)", ErrCount, q.Count, MaxCount)
+	}
+	// A page of an exact tag may be cached.
+	page := q.Exact && q.Keep == nil && count <= store.MaxCachedTagPage
+	if page {
+		n := 0
+		if v.s.CachedTagKeys(q.Tag, q.AfterKey, q.After, count, func(key []byte) {
+			fn(q.Tag, key)
+			n++
+		}) {
+			return n, nil
+		}
+	}
+	if v.it == nil {
+		it, err := v.s.SeekTags(q.Tag, q.AfterKey, q.After, q.Exact)
+		if err != nil {
+			return 0, err
+		}
+		v.it = it
+	} else {
+		v.it.Seek(q.Tag, q.AfterKey, q.After, q.Exact)
+	}
+	it := v.it
+	v.page = v.page[:0]
+	n := 0
+	for n < count && it.Next() {
+		if q.Exact && !bytes.Equal(it.Tag(), q.Tag) {
+			break
+		}
+		if q.Keep != nil && !q.Keep(it.Key()) {
+			continue
+		}
+		fn(it.Tag(), it.Key())
+		if page {
+			v.page = store.AppendPageKey(v.page, it.Key())
+		}
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return n, err
+	}
+	if page {
+		// Fewer records than asked for: the tag has no more.
+		it.CacheTagPage(q.Tag, q.AfterKey, q.After, n, v.page, n < count)
+	}
+	return n, nil
 }
 
 // Close releases the view.

@@ -1,9 +1,11 @@
 package index
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
 	"testing"
 
@@ -60,11 +62,27 @@ func TestSearchMatchesModel(t *testing.T) {
 	}
 	sortRecs(model)
 
+	// One view answers every query too, through Each, as a pipeline's
+	// searches are: its iterator and page buffer are reused.
+	view := NewView(s)
+	defer view.Close()
 	check := func(q Query) {
 		t.Helper()
 		got, err := Search(s, q)
 		if err != nil {
 			t.Fatal(err)
+		}
+		var each []Hit
+		n, err := view.Each(q, func(tag, key []byte) {
+			each = append(each, Hit{Tag: bytes.Clone(tag), Key: bytes.Clone(key)})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != len(each) || !slices.EqualFunc(each, got, func(a, b Hit) bool {
+			return bytes.Equal(a.Tag, b.Tag) && bytes.Equal(a.Key, b.Key)
+		}) {
+			t.Fatalf("seed %d: %+v: Each gave %d, %q; Search %q", seed, q, n, each, got)
 		}
 		count := q.Count
 		if count == 0 {

@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/legiondb/legion"
 	"github.com/legiondb/legion/scripting"
+	"github.com/tidwall/redcon"
 )
 
 // command is one entry of the command table: everything dispatch, arity
@@ -338,15 +340,15 @@ const maxSearchCount = 100000
 func cmdSearch(s *Server, c *client, args [][]byte, w *writer) {
 	q := legion.SearchQuery{Tag: args[1]}
 	for i := 2; i < len(args); i++ {
-		switch strings.ToUpper(string(args[i])) {
-		case "AFTER":
+		switch opt := args[i]; {
+		case bytes.EqualFold(opt, []byte("AFTER")):
 			if i+1 >= len(args) {
 				w.syntaxError()
 				return
 			}
 			q.After, q.AfterKey = true, args[i+1]
 			i++
-		case "COUNT":
+		case bytes.EqualFold(opt, []byte("COUNT")):
 			if i+1 >= len(args) {
 				w.syntaxError()
 				return
@@ -362,14 +364,22 @@ func cmdSearch(s *Server, c *client, args [][]byte, w *writer) {
 			}
 			q.Count = int(n)
 			i++
-		case "EXACT":
+		case bytes.EqualFold(opt, []byte("EXACT")):
 			q.Exact = true
 		default:
 			w.syntaxError()
 			return
 		}
 	}
-	var hits []legion.Hit
+	// The records are written as they are read; the array's header, known
+	// only then, is inserted before them.
+	start := len(w.b)
+	each := func(tag, key []byte) {
+		w.array(2)
+		w.bulk(tag)
+		w.bulk(key)
+	}
+	var n int
 	var err error
 	c.searched = true
 	if c.view != nil && c.view.Active() || len(c.conn.PeekPipeline()) > 0 {
@@ -378,20 +388,17 @@ func cmdSearch(s *Server, c *client, args [][]byte, w *writer) {
 		if c.view == nil {
 			c.view = s.db.NewSearchView()
 		}
-		hits, err = c.view.Search(q)
+		n, err = c.view.SearchFunc(q, each)
 	} else {
-		hits, err = s.db.Search(q)
+		n, err = s.db.SearchFunc(q, each)
 	}
 	if err != nil {
+		w.b = w.b[:start]
 		s.replyError(w, err)
 		return
 	}
-	w.array(len(hits))
-	for _, h := range hits {
-		w.array(2)
-		w.bulk(h.Tag)
-		w.bulk(h.Key)
-	}
+	var header [24]byte
+	w.b = slices.Insert(w.b, start, redcon.AppendArray(header[:0], n)...)
 }
 
 func cmdScriptLoad(s *Server, c *client, args [][]byte, w *writer) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"sync"
@@ -223,12 +224,20 @@ func (s *Store) TagPageStats() (hits, misses, bytes int64) {
 	return c.hits.Load(), c.misses.Load(), bytes
 }
 
+// AppendPageKey appends key to dst in the encoding of the keys of a page
+// (CacheTagPage): its length as a uvarint, then its bytes.
+func AppendPageKey(dst, key []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(key)))
+	return append(dst, key...)
+}
+
 // CacheTagPage offers the cache the first n keys of tag (strictly after
-// the key after, if hasAfter), read through t (key(i) returns the i-th);
-// complete says the tag has no more. The page is kept only if t still
-// holds every visible write and no write of the tag is in flight, and, for
-// a page after a key, if it was read before (see tagPages).
-func (t *TagIter) CacheTagPage(tag, after []byte, hasAfter bool, n int, key func(i int) []byte, complete bool) {
+// the key after, if hasAfter), read through t and encoded one after the
+// other by AppendPageKey (keys is copied); complete says the tag has no
+// more. The page is kept only if t still holds every visible write and no
+// write of the tag is in flight, and, for a page after a key, if it was
+// read before (see tagPages).
+func (t *TagIter) CacheTagPage(tag, after []byte, hasAfter bool, n int, keys []byte, complete bool) {
 	c := &t.s.tagPages
 	if c.limit <= 0 || n > MaxCachedTagPage {
 		return
@@ -241,17 +250,7 @@ func (t *TagIter) CacheTagPage(tag, after []byte, hasAfter bool, n int, key func
 	if !ok || t.gen == 0 || t.s.begun.Load() != t.gen-1 {
 		return
 	}
-	size := 0
-	for i := range n {
-		size += binary.MaxVarintLen32 + len(key(i))
-	}
-	keys := make([]byte, 0, size)
-	for i := range n {
-		k := key(i)
-		keys = binary.AppendUvarint(keys, uint64(len(k)))
-		keys = append(keys, k...)
-	}
-	c.put(&tagPage{id: string(id), keys: keys, n: n, complete: complete, gen: gen})
+	c.put(&tagPage{id: string(id), keys: bytes.Clone(keys), n: n, complete: complete, gen: gen})
 }
 
 // noteTag notes the slot of tag among the slots the batch writes index

@@ -25,13 +25,15 @@ func readFrom(t *testing.T, s *Store, tag, after string, hasAfter bool, count in
 	}
 	defer it.Close()
 	var keys []string
+	var page []byte
 	for len(keys) < count && it.Next() {
 		keys = append(keys, string(it.Key()))
+		page = AppendPageKey(page, it.Key())
 	}
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
 	}
-	it.CacheTagPage([]byte(tag), []byte(after), hasAfter, len(keys), func(i int) []byte { return []byte(keys[i]) }, len(keys) < count)
+	it.CacheTagPage([]byte(tag), []byte(after), hasAfter, len(keys), page, len(keys) < count)
 	return keys
 }
 
@@ -110,7 +112,7 @@ func TestTagPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	putTags(t, s, "c", "k5")
-	it.CacheTagPage([]byte("a"), nil, false, 1, func(int) []byte { return []byte("k2") }, false)
+	it.CacheTagPage([]byte("a"), nil, false, 1, AppendPageKey(nil, []byte("k2")), false)
 	it.Close()
 	if _, ok := cached(s, "a", 1); ok {
 		t.Fatal("a page filled from an iterator older than a commit")
