@@ -2,6 +2,8 @@ package scripting
 
 import (
 	"testing"
+
+	lua "github.com/yuin/gopher-lua"
 )
 
 func BenchmarkApplyCounter(b *testing.B) {
@@ -128,6 +130,35 @@ func BenchmarkCounterKeys(b *testing.B) {
 				}
 				if _, err := e.Index(h, states[k], Call{Key: keys[k]}); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEncodeTable encodes tables of 1000 entries: a map whose key
+// order is sorted (as a decode leaves it), the same keys inserted out of
+// order, and a map of number keys that are not array indexes.
+func BenchmarkEncodeTable(b *testing.B) {
+	L := lua.NewState()
+	defer L.Close()
+	sorted, shuffled, numbers := L.NewTable(), L.NewTable(), L.NewTable()
+	for i := range 1000 {
+		sorted.RawSetString("k"+itoa(100000+i), lua.LNumber(i))
+		shuffled.RawSetString("k"+itoa(100000+i*7919%1000), lua.LNumber(i))
+		numbers.RawSetH(lua.LNumber(float64(i)+0.5), lua.LString("v"))
+	}
+	var bufs encodeBuffers
+	var m matcher
+	for _, c := range []struct {
+		name string
+		tb   *lua.LTable
+	}{{"sorted", sorted}, {"shuffled", shuffled}, {"numbers", numbers}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, kind, msg := encodeLuaReusing(c.tb, 1<<20, false, ErrStateSize, "state", &bufs, 0, &m); kind != nil {
+					b.Fatal(msg)
 				}
 			}
 		})

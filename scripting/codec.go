@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -514,25 +513,46 @@ func (e *encoder) table(tb *lua.LTable, depth int) error {
 	}
 	base := len(e.scratch)
 	badKey := ""
-	tb.ForEach(func(k, v lua.LValue) {
-		switch k.(type) {
-		case lua.LNumber, lua.LString:
-		default:
-			// Report one deterministic type name however the map is iterated.
-			if name := k.Type().String(); badKey == "" || name < badKey {
-				badKey = name
-			}
-			return
-		}
-		if e.lenient && !isData(v) {
-			return
-		}
-		e.scratch = append(e.scratch, entry{k, v})
-	})
 	defer func() {
 		clear(e.scratch[base:])
 		e.scratch = e.scratch[:base]
 	}()
+	// The entries are collected in the order next visits them: the array
+	// part, then the key order. Most tables come in sorted order (a
+	// decoded table's keys are in its encoding's order) and need no sort.
+	// hashExact: every key of the key order has a value, is not an array
+	// index, and they come in ascending order (for the check).
+	hashExact, ordered := false, true
+	if ltableFields.ok {
+		arr, keys := tableParts(tb)
+		for i, v := range arr {
+			if v != lua.LNil {
+				_, inOrder := e.collect(lua.LNumber(i+1), v, &badKey, base)
+				ordered = ordered && inOrder
+			}
+		}
+		hashExact = true
+		var prev lua.LValue
+		for _, k := range keys {
+			v := tb.RawGetH(k)
+			if v == lua.LNil {
+				hashExact = false // a removed key
+				continue
+			}
+			added, inOrder := e.collect(k, v, &badKey, base)
+			ordered = ordered && inOrder
+			if !added {
+				continue // the encoding fails, or is lenient and unchecked
+			}
+			if num, ok := k.(lua.LNumber); ok && isArrayIndex(float64(num)) || prev != nil && compareKeys(prev, k) >= 0 {
+				hashExact = false
+			}
+			prev = k
+		}
+	} else {
+		ordered = false
+		tb.ForEach(func(k, v lua.LValue) { e.collect(k, v, &badKey, base) })
+	}
 	if badKey != "" && !e.lenient {
 		return &pathError{msg: badKey + " key is not data", kind: ErrNotData}
 	}
@@ -547,9 +567,11 @@ func (e *encoder) table(tb *lua.LTable, depth int) error {
 			break
 		}
 	}
-	slices.SortFunc(ents, func(a, b entry) int { return compareKeys(a.k, b.k) })
+	if !ordered {
+		slices.SortFunc(ents, func(a, b entry) int { return compareKeys(a.k, b.k) })
+	}
 	if e.check != nil {
-		e.check.encodedEntries(tb, ents, isArray)
+		e.check.encodedEntries(tb, ents, isArray, hashExact)
 	}
 	if isArray {
 		e.buf = binary.AppendUvarint(append(e.buf, tagArray), uint64(n))
@@ -572,6 +594,29 @@ func (e *encoder) table(tb *lua.LTable, depth int) error {
 		}
 	}
 	return e.checkSize()
+}
+
+// collect adds the entry (k, v) of a table to e.scratch, unless its key
+// is not data (badKey then keeps the least such type name, the same
+// whatever order entries come in) or, leniently, its value is not data.
+// It reports whether it added it, and whether e.scratch[base:] is still
+// in ascending key order.
+func (e *encoder) collect(k, v lua.LValue, badKey *string, base int) (added, ordered bool) {
+	switch k.(type) {
+	case lua.LNumber, lua.LString:
+	default:
+		if name := k.Type().String(); *badKey == "" || name < *badKey {
+			*badKey = name
+		}
+		return false, true
+	}
+	if e.lenient && !isData(v) {
+		return false, true
+	}
+	n := len(e.scratch)
+	ordered = n == base || compareKeys(e.scratch[n-1].k, k) < 0
+	e.scratch = append(e.scratch, entry{k, v})
+	return true, ordered
 }
 
 // denseArray encodes tb, whose keys are all in its array part, if they are
@@ -607,7 +652,8 @@ func hashPartEmpty(tb *lua.LTable) bool {
 	if !ltableFields.ok {
 		return false
 	}
-	return reflect.ValueOf(tb).Elem().Field(ltableFields.keys).Len() == 0
+	_, keys := tableParts(tb)
+	return len(keys) == 0
 }
 
 // compareKeys orders number and string keys canonically.
@@ -768,10 +814,10 @@ func refillLua(L *lua.LState, tb *lua.LTable, b []byte, limit int64, keys *keyIn
 	if !ltableFields.ok {
 		return 0, false
 	}
-	arr, order := fields(tb)
+	arr, order := tableParts(tb)
 	d := decoder{b: b, keys: keys}
 	t, err := d.next()
-	if err != nil || t.tag != tagMap || tb.Metatable != lua.LNil || !arr.IsNil() || t.n != order.Len() {
+	if err != nil || t.tag != tagMap || tb.Metatable != lua.LNil || arr != nil || t.n != len(order) {
 		return 0, false
 	}
 	charge = 1 // the map, as buildLua charges it

@@ -35,33 +35,37 @@ import (
 //
 // Two of those properties, the array part's length and the number of keys
 // in the key order, are not visible through gopher-lua's API; they are
-// read with reflection (see tableFields). Should a gopher-lua release
-// rename those fields, the cache turns itself off (TestTableFieldsFound
-// fails first).
-//
-// The cache also charges the instruction budget exactly what the decode
-// would have, so whether a call found its table cached changes nothing a
-// handler or its budget can see.
+// read directly (see tableFields), where reflection found the fields and
+// checked their types when the package was loaded. Should a gopher-lua
+// release rename or retype those fields, the cache turns itself off
+// (TestTableFieldsFound fails first).
 
 // tableFields locates the fields of lua.LTable the check reads.
 type tableFields struct {
-	array, keys int // field indices
+	array, keys uintptr // offsets of fields of type []lua.LValue
 	ok          bool
 }
 
 // findTableFields returns where lua.LTable keeps its array part and its
-// key order (ok false if either is missing or of another kind).
+// key order (ok false if either is missing or of another type).
 func findTableFields() tableFields {
 	t := reflect.TypeFor[lua.LTable]()
 	arr, ok1 := t.FieldByName("array")
 	keys, ok2 := t.FieldByName("keys")
-	lv := reflect.TypeFor[lua.LValue]()
-	if !ok1 || !ok2 || len(arr.Index) != 1 || len(keys.Index) != 1 ||
-		arr.Type.Kind() != reflect.Slice || arr.Type.Elem() != lv ||
-		keys.Type.Kind() != reflect.Slice || keys.Type.Elem() != lv {
+	lv := reflect.TypeFor[[]lua.LValue]()
+	if !ok1 || !ok2 || len(arr.Index) != 1 || len(keys.Index) != 1 || arr.Type != lv || keys.Type != lv {
 		return tableFields{}
 	}
-	return tableFields{array: arr.Index[0], keys: keys.Index[0], ok: true}
+	return tableFields{array: arr.Offset, keys: keys.Offset, ok: true}
+}
+
+// tableParts returns tb's array part and its key order: the keys of its
+// hash part in the order next walks them, including removed keys (whose
+// value is nil). Only when ltableFields.ok; the slices must not be
+// modified.
+func tableParts(tb *lua.LTable) (array, keys []lua.LValue) {
+	p := unsafe.Pointer(tb)
+	return *(*[]lua.LValue)(unsafe.Add(p, ltableFields.array)), *(*[]lua.LValue)(unsafe.Add(p, ltableFields.keys))
 }
 
 // ltableFields is immutable after package initialization.
@@ -208,12 +212,6 @@ func (m *matcher) finish() {
 // bytes.
 func (m *matcher) cost(n int) int64 { return 2*int64(n) + m.tables*tableCost }
 
-// fields returns tb's array part and key order.
-func fields(tb *lua.LTable) (array, keys reflect.Value) {
-	rv := reflect.ValueOf(tb).Elem()
-	return rv.Field(ltableFields.array), rv.Field(ltableFields.keys)
-}
-
 // isArrayIndex reports whether decoding puts the number key f in a
 // table's array part.
 func isArrayIndex(f float64) bool {
@@ -244,20 +242,25 @@ func (m *matcher) encodedTable(tb *lua.LTable) {
 
 // encodedDense checks tb, encoded as the array 1..n from its array part.
 func (m *matcher) encodedDense(tb *lua.LTable, n int) {
-	if arr, _ := fields(tb); !m.bad && arr.Len() != n {
+	if arr, _ := tableParts(tb); !m.bad && len(arr) != n {
 		m.bad = true
 	}
 }
 
 // encodedEntries checks the layout of tb, whose entries the encoder
-// collected and sorted into ents (its encoding's order).
-func (m *matcher) encodedEntries(tb *lua.LTable, ents []entry, isArray bool) {
+// collected and sorted into ents (its encoding's order); hashExact says
+// every key of tb's key order has a value, is not an array index, and
+// they are in ascending order. A decode puts the array indexes in the
+// array part, of length the greatest of them, and the other keys in the
+// key order, ascending. (The check is only made when every value is
+// data, so every value of the array part is in ents.)
+func (m *matcher) encodedEntries(tb *lua.LTable, ents []entry, isArray, hashExact bool) {
 	if m.bad {
 		return
 	}
-	arr, keys := fields(tb)
+	arr, keys := tableParts(tb)
 	if isArray {
-		if arr.IsNil() || arr.Len() != len(ents) || keys.Len() != 0 {
+		if arr == nil || len(arr) != len(ents) || len(keys) != 0 {
 			m.bad = true
 		}
 		return
@@ -270,25 +273,7 @@ func (m *matcher) encodedEntries(tb *lua.LTable, ents []entry, isArray bool) {
 		}
 	}
 	m.charge += int64(maxKey)
-	if keys.Len() != len(ents)-nArr || (nArr == 0) != arr.IsNil() || nArr > 0 && arr.Len() != maxKey {
-		m.bad = true
-		return
-	}
-	k := lua.LValue(lua.LNil)
-	for i := 0; i < nArr; i++ {
-		k, _ = tb.Next(k)
-	}
-	for _, en := range ents {
-		if f, ok := en.k.(lua.LNumber); ok && isArrayIndex(float64(f)) {
-			continue
-		}
-		k, _ = tb.Next(k)
-		if !sameKey(k, en.k) {
-			m.bad = true
-			return
-		}
-	}
-	if k, _ = tb.Next(k); k != lua.LNil {
+	if !hashExact || (nArr == 0) != (arr == nil) || nArr > 0 && len(arr) != maxKey {
 		m.bad = true
 	}
 }

@@ -128,6 +128,22 @@ func TestMatchRefusesWhatDecodeWouldNotBuild(t *testing.T) {
 	}
 }
 
+// Go code can put an array index in a table's hash part (RawSetH), where
+// no Lua code can: a decode would put it in the array part.
+func TestMatchRefusesArrayIndexInHashPart(t *testing.T) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	tb := L.NewTable()
+	tb.RawSetInt(1, lua.LString("a"))
+	tb.RawSetInt(3, lua.LString("c"))
+	tb.RawSetInt(3, lua.LNil) // the array part keeps its length, 3
+	tb.RawSetH(lua.LNumber(3), lua.LString("c"))
+	tb.RawSetString("x", lua.LTrue)
+	if _, ok, _ := checkBoth(t, tb); ok {
+		t.Fatal("accepted a table with an array index in its hash part")
+	}
+}
+
 // walk renders next's order through v's tables.
 func walk(v lua.LValue) string {
 	tb, ok := v.(*lua.LTable)
