@@ -507,13 +507,13 @@ func collectTags(v lua.LValue, lim Limits) ([]string, *Error) {
 	// Refuse absurd tables before sorting them (Go work the budget does not
 	// see); duplicates get a generous margin.
 	count := 0
-	tb.ForEach(func(_, _ lua.LValue) { count++ })
+	eachValue(tb, func(lua.LValue) { count++ })
 	if count > 4*lim.MaxTags+64 {
 		return nil, tagErr("index returned %d values, far more than the limit of %d tags", count, lim.MaxTags)
 	}
 	tags := make([]string, 0, count)
 	badType := "" // smallest offending type name: stable whatever the iteration order
-	tb.ForEach(func(_, v lua.LValue) {
+	eachValue(tb, func(v lua.LValue) {
 		switch v := v.(type) {
 		case lua.LString:
 			tags = append(tags, string(v))

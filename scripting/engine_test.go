@@ -122,6 +122,30 @@ end`))
 	if tags, err := e.Index(h, nil, Call{}); err != nil || tags != nil {
 		t.Errorf("nil tags: %v %v", tags, err)
 	}
+
+	// Tags are the values of the table, wherever it keeps them; a key
+	// removed from it is no tag, and the keys themselves are none.
+	h2, err := e.Load([]byte(`function apply() end
+function index(state, key)
+  local t = { "a", x = "h1", y = "h2", [2.5] = "n", [-1] = state.n }
+  t.y = nil
+  t[5] = "z"
+  if state.bad then t.w = true end
+  return t
+end`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err = e.Index(h2, st, Call{Key: []byte("k1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(tags, ","); got != "10,a,h1,n,z" {
+		t.Errorf("tags %q", got)
+	}
+	bad, _, _, _ := encodeLuaHelper(t, `{n=10, bad=true}`)
+	_, err = e.Index(h2, bad, Call{Key: []byte("k1")})
+	wantKind(t, err, ErrTags, "index returned a tag that is a boolean, want a string")
 }
 
 func TestErrorShape(t *testing.T) {

@@ -212,6 +212,26 @@ func (m *matcher) finish() {
 // bytes.
 func (m *matcher) cost(n int) int64 { return 2*int64(n) + m.tables*tableCost }
 
+// eachValue calls fn with each value of tb, in the order next visits
+// them. Unlike ForEach, it boxes no key and iterates no Go map.
+func eachValue(tb *lua.LTable, fn func(v lua.LValue)) {
+	if !ltableFields.ok {
+		tb.ForEach(func(_, v lua.LValue) { fn(v) })
+		return
+	}
+	arr, keys := tableParts(tb)
+	for _, v := range arr {
+		if v != lua.LNil {
+			fn(v)
+		}
+	}
+	for _, k := range keys {
+		if v := tb.RawGetH(k); v != lua.LNil {
+			fn(v)
+		}
+	}
+}
+
 // isArrayIndex reports whether decoding puts the number key f in a
 // table's array part.
 func isArrayIndex(f float64) bool {
