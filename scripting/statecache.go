@@ -37,8 +37,13 @@ import (
 // in the key order, are not visible through gopher-lua's API; they are
 // read directly (see tableFields), where reflection found the fields and
 // checked their types when the package was loaded. Should a gopher-lua
-// release rename or retype those fields, the cache turns itself off
-// (TestTableFieldsFound fails first).
+// release rename or retype those fields, the cache turns itself off, and
+// the encoder collects a table's entries with ForEach instead of reading
+// them there (TestTableFieldsFound fails first).
+//
+// The cache also charges the instruction budget exactly what the decode
+// would have, so whether a call found its table cached changes nothing a
+// handler or its budget can see.
 
 // tableFields locates the fields of lua.LTable the check reads.
 type tableFields struct {
@@ -296,20 +301,6 @@ func (m *matcher) encodedEntries(tb *lua.LTable, ents []entry, isArray, hashExac
 	if !hashExact || (nArr == 0) != (arr == nil) || nArr > 0 && len(arr) != maxKey {
 		m.bad = true
 	}
-}
-
-// sameKey reports whether two keys are the same string, or numbers with
-// the same bits.
-func sameKey(a, b lua.LValue) bool {
-	switch a := a.(type) {
-	case lua.LString:
-		bs, ok := b.(lua.LString)
-		return ok && a == bs
-	case lua.LNumber:
-		bn, ok := b.(lua.LNumber)
-		return ok && math.Float64bits(float64(a)) == math.Float64bits(float64(bn))
-	}
-	return false
 }
 
 // firstVisit records tb and reports whether it was not seen before.
