@@ -824,11 +824,7 @@ func refillLua(L *lua.LState, tb *lua.LTable, b []byte, limit int64, keys *keyIn
 	if charge > limit {
 		return 0, false
 	}
-	var k lua.LValue = lua.LNil
-	for i := 0; i < t.n; i++ {
-		if k, _ = tb.Next(k); k == lua.LNil {
-			return 0, false
-		}
+	for _, k := range order {
 		d.key = true
 		kv, err := buildLua(L, &d, &charge, limit)
 		if err != nil {
