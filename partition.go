@@ -196,7 +196,7 @@ func (db *DB) replayApply(key []byte) (crdt.ApplyFunc, *error) {
 			var h *handler
 			if h, err = db.handler(ev.sha); err == nil {
 				var newState, out []byte
-				newState, out, err = db.engine.Apply(h.h, state, ev.data, scripting.Call{Key: key, Time: ev.time, ID: id.String()})
+				newState, out, err = db.engine.Apply(h.h, state, ev.data, scripting.Call{Key: key, Time: ev.time, Seq: id.Counter, Node: string(id.Node)})
 				if err == nil || !scripting.Transient(err) {
 					return newState, out, err
 				}
@@ -582,7 +582,7 @@ func (db *DB) applyEvent(b *store.Batch, buf *scratch, active *handler, p *parti
 		}
 		accepted = true
 		// The payload is the one built above: its time is now.
-		call := scripting.Call{Key: key, Time: now, ID: id.String(), Accept: true}
+		call := scripting.Call{Key: key, Time: now, Seq: id.Counter, Node: string(id.Node), Accept: true}
 		newState, out, err := db.engine.Apply(active.h, state, ev, call)
 		if err != nil {
 			return nil, nil, err
@@ -877,7 +877,7 @@ func (db *DB) DryRun(key, ev []byte) (Output, []byte, error) {
 		return nil, nil, err
 	}
 	// The id the event would get, so math.random draws what Apply would.
-	newState, out, err := db.engine.Apply(active.h, state, ev, scripting.Call{Key: key, Time: db.cfg.Now().UnixMilli(), ID: next.String(), Accept: true})
+	newState, out, err := db.engine.Apply(active.h, state, ev, scripting.Call{Key: key, Time: db.cfg.Now().UnixMilli(), Seq: next.Counter, Node: string(next.Node), Accept: true})
 	if err != nil {
 		db.countScriptError(err)
 		return nil, nil, err

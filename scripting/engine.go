@@ -187,10 +187,15 @@ func (h *Handler) HasQuery() bool { return h.hasQuery }
 
 // Call carries the context of one Apply, Index or Query.
 type Call struct {
-	Key    []byte
-	Time   int64  // ms: ctx.time
-	ID     string // ctx.id; also seeds math.random for apply
-	Accept bool   // first acceptance of an event: wall-clock timeout and memory bound apply; replays (false) use only the deterministic limits
+	Key  []byte
+	Time int64  // ms: ctx.time
+	ID   string // ctx.id; also seeds math.random for apply
+	// Seq and Node, when Node is set and ID is not, stand for the ID
+	// "<Seq>.<Node>": the string is then made only if the handler reads
+	// ctx.id, and math.random is seeded from the same bytes.
+	Seq    uint64
+	Node   string
+	Accept bool // first acceptance of an event: wall-clock timeout and memory bound apply; replays (false) use only the deterministic limits
 }
 
 // Load compiles src and runs its top-level chunk once in the sandbox (the
@@ -419,7 +424,7 @@ func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, outpu
 		return nil, nil, perr
 	}
 	ferr := e.with(func(r *runner) *Error {
-		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, key: r.keyString(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, seq: c.Seq, node: c.Node, key: r.keyString(c.Key), id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}

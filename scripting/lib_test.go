@@ -1,6 +1,8 @@
 package scripting
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -169,7 +171,7 @@ func TestRandomSeeding(t *testing.T) {
 		t.Errorf("different ids, same sequence: %s", a)
 	}
 	tag := func(key string) string {
-		tags, err := e.Index(h, nil, Call{Key: []byte(key), ID: "ignored"})
+		tags, err := e.Index(h, nil, Call{Key: []byte(key), ID: "ignored", Seq: 1, Node: "ignored"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,5 +179,43 @@ func TestRandomSeeding(t *testing.T) {
 	}
 	if tag("a") != tag("a") || tag("a") == tag("b") {
 		t.Error("index is not seeded by the key")
+	}
+}
+
+// TestIDFromParts checks that an id given as Seq and Node is, to the
+// handler, exactly the id given as a string: ctx.id and the math.random
+// sequence it seeds, whether ctx.id is read before, after or never.
+func TestIDFromParts(t *testing.T) {
+	e := NewEngine(testLimits())
+	defer e.Close()
+	long := strings.Repeat("n", 100) // longer than the seed's stack buffer
+	for _, src := range []string{
+		"function apply(ev, s, ctx) local r = math.random(1e9) return ctx.id .. ',' .. r .. ',' .. math.random(1e9) .. ',' .. ctx.id end",
+		"function apply(ev, s, ctx) return ctx.id .. ',' .. math.random(1e9) .. ',' .. math.random() end",
+		"function apply() return math.random(1e9) .. ',' .. math.random(1e9) end",
+	} {
+		h, err := e.Load([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []struct {
+			seq  uint64
+			node string
+		}{{1, "a1b2c3"}, {18446744073709551614, "n"}, {42, long}} {
+			_, want, err := e.Apply(h, nil, []byte("ev"), Call{Key: []byte("k"), ID: fmt.Sprintf("%d.%s", id.seq, id.node)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Twice: the second call must not see the first's id string.
+			for range 2 {
+				_, got, err := e.Apply(h, nil, []byte("ev"), Call{Key: []byte("k"), Seq: id.seq, Node: id.node})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != string(want) {
+					t.Errorf("%s with id %d.%.10s: got %q from the parts, %q from the string", src, id.seq, id.node, outputText(t, got), outputText(t, want))
+				}
+			}
+		}
 	}
 }

@@ -130,6 +130,8 @@ type runner struct {
 	defs     *lua.LTable
 	ctxKey   lua.LString
 	ctxID    lua.LString
+	idSeq    uint64 // with idNode, ctx.id until it is first read (see Call)
+	idNode   string
 	ctxSHA   lua.LString
 	ctxTime  lua.LNumber
 	timeSec  lua.LNumber
@@ -270,6 +272,10 @@ func (r *runner) ctxIndex(L *lua.LState) int {
 	case lua.LString("key"):
 		L.Push(r.ctxKey)
 	case lua.LString("id"):
+		if r.idNode != "" {
+			r.ctxID = lua.LString(appendID(nil, r.idSeq, r.idNode))
+			r.idSeq, r.idNode = 0, ""
+		}
 		L.Push(r.ctxID)
 	case lua.LString("sha"):
 		L.Push(r.ctxSHA)
@@ -346,8 +352,12 @@ type callSpec struct {
 	seed   string // math.random seed
 	key    string
 	id     string
-	time   int64
-	sha    string
+	// seq and node stand for id "<seq>.<node>" (and the seed) when id is
+	// empty and node is not (see Call).
+	seq  uint64
+	node string
+	time int64
+	sha  string
 }
 
 func (r *runner) begin(cs *callSpec) {
@@ -372,10 +382,19 @@ func (r *runner) begin(cs *callSpec) {
 	}
 	r.ctxKey = lua.LString(cs.key)
 	r.ctxID = lua.LString(cs.id)
+	r.idSeq, r.idNode = 0, ""
 	r.ctxSHA = lua.LString(cs.sha)
 	r.ctxTime = lua.LNumber(cs.time)
 	r.timeSec = lua.LNumber(floorDiv(cs.time, 1000))
-	r.rng = seedRNG(cs.seed)
+	if cs.id == "" && cs.seed == "" && cs.node != "" {
+		// The id's string is made if ctx.id is read; the seed hashes the
+		// same bytes.
+		r.idSeq, r.idNode = cs.seq, cs.node
+		var buf [48]byte
+		r.rng = seedRNG(appendID(buf[:0], cs.seq, cs.node))
+	} else {
+		r.rng = seedRNG(cs.seed)
+	}
 	r.ids = nil
 	r.stopMsg = ""
 }
@@ -431,6 +450,7 @@ func (r *runner) end() {
 	}
 	r.ids = nil
 	r.ctxKey, r.ctxID, r.ctxSHA = "", "", ""
+	r.idSeq, r.idNode = 0, ""
 	r.taken = nil // a call that failed drops the table it took
 }
 
@@ -720,7 +740,12 @@ func (r *runner) tostring(L *lua.LState, v lua.LValue) lua.LValue {
 
 // ---- deterministic PRNG (SplitMix64) ----
 
-func seedRNG(seed string) uint64 {
+// appendID appends the event id "<seq>.<node>" (crdt.ID's String).
+func appendID(dst []byte, seq uint64, node string) []byte {
+	return append(append(strconv.AppendUint(dst, seq, 10), '.'), node...)
+}
+
+func seedRNG[S ~string | ~[]byte](seed S) uint64 {
 	h := uint64(14695981039346656037) // FNV-1a
 	for i := 0; i < len(seed); i++ {
 		h ^= uint64(seed[i])
