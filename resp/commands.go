@@ -208,7 +208,7 @@ func cmdApply(s *Server, c *client, args [][]byte, w *writer) {
 		w.syntaxError()
 		return
 	}
-	next := c.conn.PeekPipeline()
+	next := c.conn.pipeline()
 	if len(next) == 0 {
 		out, err := s.db.Apply(context.Background(), args[1], args[2], mode)
 		if err != nil {
@@ -382,7 +382,7 @@ func cmdSearch(s *Server, c *client, args [][]byte, w *writer) {
 	var n int
 	var err error
 	c.searched = true
-	if c.view != nil && c.view.Active() || len(c.conn.PeekPipeline()) > 0 {
+	if c.view != nil && c.view.Active() || len(c.conn.pipeline()) > 0 {
 		// Searches pipelined together are concurrent: one view of the
 		// store, taken now, answers them all.
 		if c.view == nil {

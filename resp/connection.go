@@ -382,15 +382,13 @@ func cmdClientKill(s *Server, c *client, args [][]byte, w *writer) {
 	w.integer(killed)
 }
 
-// kill closes another client's connection. The socket is closed, not the
-// redcon connection: its reader then fails in the client's own goroutine,
-// which cleans up. Killing oneself happens after the reply is written.
+// kill closes another client's connection. Only its socket is closed
+// from here: the read then fails in the client's own goroutine, which
+// cleans up. Killing oneself happens after the reply is written.
 func (s *Server) kill(victim, self *client) {
 	if victim == self {
 		self.w.closeAfter = true
 		return
 	}
-	if nc := victim.conn.NetConn(); nc != nil {
-		nc.Close()
-	}
+	victim.conn.nc.Close()
 }

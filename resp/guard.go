@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Protocol limits. redcon reads whole commands into memory without bounds,
-// so every connection passes through a guard that follows the RESP headers
+// Protocol limits. A connection reads whole commands into memory before it
+// parses them, so every connection passes through a guard that follows the RESP headers
 // as they arrive and refuses, before the payload is buffered, a bulk string
 // or multibulk larger than configured — with Redis's own error wording.
 const (
@@ -27,7 +27,7 @@ const (
 	stBulkStart                    // expecting "$" of the next argument
 	stBulkHeader                   // inside "$<n>\r\n"
 	stBulkData                     // skipping an argument's bytes and CRLF
-	stPassthrough                  // malformed input: redcon reports it
+	stPassthrough                  // malformed input: the parser reports it
 )
 
 // limits are the protocol limits, changeable at run time (CONFIG SET).
@@ -54,7 +54,7 @@ type guardConn struct {
 	inline    int
 	refused   bool
 	// held is the start of a command read from the socket but not yet
-	// given to redcon (see Read).
+	// given to the connection (see Read).
 	held []byte
 	// readBy and writeBy are the deadlines set on the socket (zero: none).
 	readBy, writeBy time.Time
@@ -88,13 +88,12 @@ func (g *guardConn) refresh(write bool, d time.Duration) {
 	}
 }
 
-// Read gives redcon whole commands where it can: the start of a command at
-// the end of what the socket returned is held back for the next Read, as
-// long as a complete command comes before it. redcon grows its buffer
-// whenever a read leaves a partial command at its end and shrinks it only
-// when every byte is parsed, so without this a client streaming a long
-// pipeline (redis-cli --pipe) would make it buffer the whole stream, and
-// each read's commands at once.
+// Read ends what it returns after the last complete command where it can:
+// the start of a command at the end of what the socket returned is held
+// back for the next Read, as long as a complete command comes before it.
+// However the socket splits a pipelined stream (redis-cli --pipe), the
+// connection then rarely has a partial command to carry over to its next
+// read.
 func (g *guardConn) Read(p []byte) (int, error) {
 	if g.refused {
 		return 0, errGuardClosed
@@ -192,7 +191,7 @@ func (g *guardConn) scan(b []byte) (msg string, end int) {
 					g.num = g.num*10 + int64(c-'0')
 				}
 			default:
-				g.state = stPassthrough // redcon answers the malformed header
+				g.state = stPassthrough // the parser answers the malformed header
 			}
 		case stBulkStart:
 			if c != '$' {

@@ -1,7 +1,7 @@
 // Package resp serves a legion.DB over the Redis protocol (RESP2 and
-// RESP3) on redcon. One command table drives dispatch, arity checks, the
-// COMMAND replies and routing metadata; one function maps errors to RESP
-// error lines.
+// RESP3), replies built with redcon's encoders. One command table drives
+// dispatch, arity checks, the COMMAND replies and routing metadata; one
+// function maps errors to RESP error lines.
 package resp
 
 import (
@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/legiondb/legion"
@@ -83,9 +84,9 @@ type Server struct {
 	requirePass   atomic.Pointer[string]
 	protectedMode atomic.Bool
 
-	rs     *redcon.Server
 	lnMu   sync.Mutex
 	ln     net.Listener
+	conns  sync.WaitGroup // the connections' goroutines
 	nextID atomic.Int64
 	// closing is set by Shutdown, which then waits for every client's busy
 	// flag to drop. A command raises busy before it reads closing, so
@@ -160,7 +161,7 @@ func New(db *legion.DB, cfg Config) *Server {
 // client is the per-connection state.
 type client struct {
 	id      int64
-	conn    redcon.Conn
+	conn    *conn
 	addr    string
 	laddr   string
 	created time.Time
@@ -211,14 +212,44 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	s.ln = ln
-	s.rs = redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.serveRESP, s.accept, s.closed)
-	rs := s.rs
 	s.lnMu.Unlock()
-	err := rs.Serve(guardListener{Listener: ln, lim: &s.lim})
-	if s.closing.Load() {
-		return nil
+	gl := guardListener{Listener: ln, lim: &s.lim}
+	pause := 5 * time.Millisecond
+	for {
+		nc, err := gl.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors, or a transient failure: wait and
+				// accept again, as net/http does.
+				s.logger.Warn("accept failed; retrying", "err", err, "in", pause)
+				time.Sleep(pause)
+				pause = min(2*pause, time.Second)
+				continue
+			}
+			return err
+		}
+		pause = 5 * time.Millisecond
+		s.conns.Add(1)
+		go s.serveConn(nc)
 	}
-	return err
+}
+
+// serveConn runs one connection until it ends.
+func (s *Server) serveConn(nc net.Conn) {
+	defer s.conns.Done()
+	cn := newConn(nc)
+	c := s.accept(cn)
+	if c == nil {
+		cn.close() // sends the refusal first
+		return
+	}
+	err := cn.serve(func(args [][]byte) { s.serveRESP(c, args) })
+	cn.close()
+	s.closed(c, err)
 }
 
 // Addr returns the listening address once Serve has been called.
@@ -240,34 +271,39 @@ const protectedMessage = "DENIED Legion is running in protected mode because pro
 	"4) Set up an authentication password for the default user (--requirepass). " +
 	"NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside."
 
-func (s *Server) accept(conn redcon.Conn) bool {
-	if s.protectedMode.Load() && *s.requirePass.Load() == "" && !isLoopback(conn.RemoteAddr()) {
+// accept registers a new connection's client, or answers why it is
+// refused and returns nil.
+func (s *Server) accept(cn *conn) *client {
+	addr := cn.nc.RemoteAddr().String()
+	if s.protectedMode.Load() && *s.requirePass.Load() == "" && !isLoopback(addr) {
 		s.stats.rejected.Add(1)
-		conn.WriteError(protectedMessage)
-		return false // redcon flushes the error and closes the connection
+		cn.write(redcon.AppendError(nil, protectedMessage))
+		return nil
 	}
 	s.clientsMu.Lock()
+	if s.closing.Load() {
+		s.clientsMu.Unlock()
+		cn.write(redcon.AppendError(nil, "ERR server is shutting down"))
+		return nil
+	}
 	if int64(len(s.clients)) >= s.maxClients.Load() {
 		s.clientsMu.Unlock()
 		s.stats.rejected.Add(1)
-		conn.WriteError("ERR max number of clients reached")
-		return false
+		cn.write(redcon.AppendError(nil, "ERR max number of clients reached"))
+		return nil
 	}
 	c := &client{
 		id:      s.nextID.Add(1),
-		conn:    conn,
-		addr:    conn.RemoteAddr(),
+		conn:    cn,
+		addr:    addr,
+		laddr:   cn.nc.LocalAddr().String(),
 		created: time.Now(),
-	}
-	if nc := conn.NetConn(); nc != nil {
-		c.laddr = nc.LocalAddr().String()
 	}
 	c.lastAt = c.created
 	s.clients[c.id] = c
 	s.clientsMu.Unlock()
-	conn.SetContext(c)
 	s.stats.connections.Add(1)
-	return true
+	return c
 }
 
 // syncPending waits for every deferred write of the connection, in order.
@@ -304,17 +340,13 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func (s *Server) closed(conn redcon.Conn, err error) {
-	c, _ := conn.Context().(*client)
-	if c == nil {
-		return
-	}
+func (s *Server) closed(c *client, err error) {
 	s.clientsMu.Lock()
 	delete(s.clients, c.id)
 	s.clientsMu.Unlock()
 	// Writes of an unanswered pipeline still hold the database open.
 	c.syncPending()
-	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errGuardClosed) {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errGuardClosed) {
 		s.logger.Debug("connection closed", "client", c.id, "addr", c.addr, "err", err)
 	}
 }
@@ -322,11 +354,8 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 // serveRESP runs one command. A panic in a command is recovered, logged
 // with its stack, and answered with an error; the connection and the
 // server live on.
-func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
-	c, _ := conn.Context().(*client)
-	if c == nil || len(cmd.Args) == 0 {
-		return
-	}
+func (s *Server) serveRESP(c *client, args [][]byte) {
+	cn := c.conn
 	// Raised first, so the search view closed on the way out is closed
 	// while the command still counts as running.
 	c.busy.Store(true)
@@ -335,7 +364,7 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	w.reset()
 	c.searched = false
 	defer func() {
-		if c.view != nil && c.view.Active() && (!c.searched || len(conn.PeekPipeline()) == 0 || s.closing.Load()) {
+		if c.view != nil && c.view.Active() && (!c.searched || len(cn.pipeline()) == 0 || s.closing.Load()) {
 			c.view.Close()
 			c.chained = false
 		}
@@ -343,17 +372,17 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 	if s.closing.Load() && len(c.ahead) == 0 {
 		c.chained = false
 		w.errorLine("ERR server is shutting down")
-		conn.WriteRaw(w.b)
+		cn.write(w.b)
 		return
 	}
 	s.stats.commands.Add(1)
-	s.run(c, cmd.Args, w)
-	conn.WriteRaw(w.b)
+	s.run(c, args, w)
+	cn.write(w.b)
 	// Replies are sent when the pipeline's last command has run (or the
 	// connection closes): before that, every deferred write must be durable.
 	// A long pipeline is answered in parts of maxDeferred writes, so the
 	// writes held open (and the replies held back) stay bounded.
-	more := len(conn.PeekPipeline()) > 0
+	more := len(cn.pipeline()) > 0
 	// The next command's clock starts where this one's stopped, unless
 	// the connection waits for something first (a sync, a flush).
 	c.chained = more
@@ -361,17 +390,16 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 		c.chained = false
 		if err := c.syncPending(); err != nil {
 			s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
-			if nc := conn.NetConn(); nc != nil {
-				nc.Close()
-			}
+			cn.nc.Close()
 			return
 		}
 	}
 	if w.closeAfter {
-		conn.Close() // flushes the reply first
+		cn.close() // sends the reply first
 		return
 	}
-	// redcon sends the buffered replies after the pipeline's last command.
+	// The connection sends the buffered replies after the pipeline's last
+	// command.
 	c.unsent += len(w.b)
 	if !more {
 		c.unsent = 0
@@ -380,7 +408,7 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 		// than at the end of a long pipeline.
 		c.unsent = 0
 		c.chained = false
-		if err := redcon.BaseWriter(conn).Flush(); err != nil {
+		if err := cn.flush(); err != nil {
 			return
 		}
 	}
@@ -388,7 +416,7 @@ func (s *Server) serveRESP(conn redcon.Conn, cmd redcon.Command) {
 		// Shutdown waits for in-flight commands and then closes the
 		// connections: flush this reply before saying we are done.
 		c.chained = false
-		redcon.BaseWriter(conn).Flush()
+		cn.flush()
 	}
 }
 
@@ -513,17 +541,33 @@ func (s *Server) Shutdown() error {
 		s.lnMu.Unlock()
 		return nil
 	}
-	rs := s.rs
+	ln := s.ln
 	s.lnMu.Unlock()
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	var err error
 	if !s.waitIdle(s.cfg.ShutdownTimeout) {
 		err = fmt.Errorf("resp: %d s passed with commands still running", int(s.cfg.ShutdownTimeout/time.Second))
 	}
-	if rs != nil {
-		// Closes the listener; redcon then closes every connection.
-		if cerr := rs.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+	if ln != nil {
+		if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 			err = errors.Join(err, cerr)
 		}
+	}
+	// A connection registering after this sees closing and is refused.
+	s.clientsMu.Lock()
+	for _, c := range s.clients {
+		c.conn.nc.Close()
+	}
+	s.clientsMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(max(time.Until(deadline), time.Second)):
+		err = errors.Join(err, errors.New("resp: connections still open after the shutdown timeout"))
 	}
 	return err
 }
