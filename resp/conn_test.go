@@ -92,16 +92,23 @@ func TestConnArgumentsPerPipeline(t *testing.T) {
 			rest = rest[n:]
 		}
 		got, err := serveAll(&chunkConn{chunks: chunks})
-		if err != io.EOF {
-			t.Fatalf("chunks of %d: %v", size, err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("chunks of %d: %d commands, want %d", size, len(got), len(want))
-		}
-		for i := range want {
-			if got[i] != want[i] {
-				t.Fatalf("chunks of %d: command %d = %.60q, want %.60q", size, i, got[i], want[i])
-			}
+		wantCommands(t, fmt.Sprintf("chunks of %d", size), got, err, want)
+	}
+}
+
+// wantCommands fails t unless serving ended with the input, having run
+// exactly want.
+func wantCommands(t *testing.T, what string, got []string, err error, want []string) {
+	t.Helper()
+	if err != io.EOF {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s: ran %d commands, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("%s: command %d = %.60q, want %.60q", what, i, got[i], want[i])
 		}
 	}
 }

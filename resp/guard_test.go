@@ -113,17 +113,7 @@ func TestGuardDeliversWholeCommands(t *testing.T) {
 	// And the connection reading through it.
 	g = &guardConn{Conn: &chunkConn{chunks: chunks}, lim: lim}
 	parsed, err := serveAll(g)
-	if err != io.EOF {
-		t.Fatalf("seed %d: %v", seed, err)
-	}
-	if len(parsed) != len(want) {
-		t.Fatalf("seed %d: parsed %d commands, want %d", seed, len(parsed), len(want))
-	}
-	for i := range want {
-		if parsed[i] != want[i] {
-			t.Fatalf("seed %d: command %d = %.60q, want %.60q", seed, i, parsed[i], want[i])
-		}
-	}
+	wantCommands(t, fmt.Sprintf("seed %d", seed), parsed, err, want)
 }
 
 // deadlineConn records the deadlines set on a real (in-memory) connection.
