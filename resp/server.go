@@ -233,7 +233,16 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		pause = 5 * time.Millisecond
+		// Shutdown sets closing under lnMu before it waits for the
+		// connections: every Add comes before that wait.
+		s.lnMu.Lock()
+		if s.closing.Load() {
+			s.lnMu.Unlock()
+			nc.Close()
+			return nil
+		}
 		s.conns.Add(1)
+		s.lnMu.Unlock()
 		go s.serveConn(nc)
 	}
 }
