@@ -167,3 +167,36 @@ func FuzzConnParse(f *testing.F) {
 		}
 	})
 }
+
+// TestConnParsesWithoutAllocating: once its buffers have grown, a
+// connection reads, parses and hands over pipelined multibulk commands
+// without allocating.
+func TestConnParsesWithoutAllocating(t *testing.T) {
+	var stream []byte
+	for i := 0; i < 64; i++ {
+		stream = fmt.Appendf(stream, "*3\r\n$12\r\nLEGION.APPLY\r\n$9\r\nkey:%05d\r\n$4\r\nincr\r\n", i)
+	}
+	const runs = 50
+	sources := make([]*chunkConn, runs+1)
+	for i := range sources {
+		// Cut into pipelines of 16 commands, and once inside a command.
+		sources[i] = &chunkConn{chunks: [][]byte{stream[:len(stream)/4], stream[len(stream)/4 : len(stream)/2+7], stream[len(stream)/2+7:]}}
+	}
+	cn := newConn(nil)
+	ran := 0
+	run := func(args [][]byte) { ran += len(args) }
+	next := 0
+	allocs := testing.AllocsPerRun(runs, func() {
+		cn.nc = sources[next]
+		next++
+		if err := cn.serve(run); err != io.EOF {
+			t.Fatal(err)
+		}
+	})
+	if ran != 3*64*(runs+1) {
+		t.Fatalf("ran %d arguments, want %d", ran, 3*64*(runs+1))
+	}
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per 64 commands, want 0", allocs)
+	}
+}
