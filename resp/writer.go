@@ -19,12 +19,13 @@ type writer struct {
 
 func (w *writer) reset() { w.b, w.closeAfter = w.b[:0], false }
 
-func (w *writer) bulk(b []byte)             { w.b = redcon.AppendBulk(w.b, b) }
-func (w *writer) bulkString(s string)       { w.b = redcon.AppendBulkString(w.b, s) }
+func (w *writer) bulk(b []byte)             { w.b = append(appendPrefix(w.b, '$', len(b)), b...); w.crlf() }
+func (w *writer) bulkString(s string)       { w.b = append(appendPrefix(w.b, '$', len(s)), s...); w.crlf() }
+func (w *writer) crlf()                     { w.b = append(w.b, '\r', '\n') }
 func (w *writer) status(s string)           { w.b = redcon.AppendString(w.b, sanitize(s)) }
 func (w *writer) ok()                       { w.b = redcon.AppendOK(w.b) }
 func (w *writer) integer(n int64)           { w.b = redcon.AppendInt(w.b, n) }
-func (w *writer) array(n int)               { w.b = redcon.AppendArray(w.b, n) }
+func (w *writer) array(n int)               { w.b = appendPrefix(w.b, '*', n) }
 func (w *writer) raw(b []byte)              { w.b = append(w.b, b...) }
 func (w *writer) errorLine(line string)     { w.b = redcon.AppendError(w.b, sanitize(line)) }
 func (w *writer) syntaxError()              { w.errorLine("ERR syntax error") }
@@ -91,4 +92,17 @@ func sanitize(s string) string {
 		return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 	}
 	return s
+}
+
+// appendPrefix appends a header line, c and n ("$5\r\n", "*2\r\n"), as
+// redcon does, writing the digits of the usual small n directly: a search
+// page's reply is mostly such headers.
+func appendPrefix(b []byte, c byte, n int) []byte {
+	switch {
+	case n >= 0 && n < 10:
+		return append(b, c, byte('0'+n), '\r', '\n')
+	case n >= 10 && n < 100:
+		return append(b, c, byte('0'+n/10), byte('0'+n%10), '\r', '\n')
+	}
+	return append(strconv.AppendInt(append(b, c), int64(n), 10), '\r', '\n')
 }
