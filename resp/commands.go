@@ -10,7 +10,6 @@ import (
 
 	"github.com/legiondb/legion"
 	"github.com/legiondb/legion/scripting"
-	"github.com/tidwall/redcon"
 )
 
 // command is one entry of the command table: everything dispatch, arity
@@ -398,7 +397,7 @@ func cmdSearch(s *Server, c *client, args [][]byte, w *writer) {
 		return
 	}
 	var header [24]byte
-	w.b = slices.Insert(w.b, start, redcon.AppendArray(header[:0], n)...)
+	w.b = slices.Insert(w.b, start, appendPrefix(header[:0], '*', n)...)
 }
 
 func cmdScriptLoad(s *Server, c *client, args [][]byte, w *writer) {

@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"bytes"
 	"io"
 	"net"
 )
@@ -317,10 +318,8 @@ outer:
 // indexNL returns the index of the first '\n' in b at or after from, or
 // -1.
 func indexNL(b []byte, from int) int {
-	for i := from; i < len(b); i++ {
-		if b[i] == '\n' {
-			return i
-		}
+	if i := bytes.IndexByte(b[from:], '\n'); i >= 0 {
+		return from + i
 	}
 	return -1
 }
