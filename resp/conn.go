@@ -25,6 +25,15 @@ type conn struct {
 	next  int
 	argv  [][]byte // the arguments of reqs, back to back
 	nargs []int    // while parsing: the argument count of each command
+	// part is what was parsed of the command at start, which has not
+	// all arrived: a multibulk's count and arguments so far (as offsets
+	// from start, which stay right when fill moves the bytes), or how
+	// far an inline line was searched for its end; pos is 0 if nothing.
+	part struct {
+		pos   int
+		count int
+		args  [][2]int
+	}
 
 	out    []byte // replies not sent yet
 	closed bool   // Close was called: serve nothing more
@@ -92,23 +101,29 @@ func (cn *conn) serve(run func(args [][]byte)) error {
 		if err := cn.fill(); err != nil {
 			return err
 		}
-		perr := cn.parse()
-		for cn.next = 0; cn.next < len(cn.reqs) && !cn.closed; cn.next++ {
-			run(cn.reqs[cn.next].Args)
-		}
-		cn.reset()
-		if cn.closed {
-			return nil
-		}
-		if perr != nil {
-			cn.write([]byte("-ERR " + perr.Error() + "\r\n"))
-			cn.flush()
-			return perr
-		}
-		if err := cn.flush(); err != nil {
+		if err := cn.process(run); err != nil || cn.closed {
 			return err
 		}
 	}
+}
+
+// process runs the complete commands that reads have brought, then sends
+// their replies.
+func (cn *conn) process(run func(args [][]byte)) error {
+	perr := cn.parse()
+	for cn.next = 0; cn.next < len(cn.reqs) && !cn.closed; cn.next++ {
+		run(cn.reqs[cn.next].Args)
+	}
+	cn.reset()
+	if cn.closed {
+		return nil
+	}
+	if perr != nil {
+		cn.write([]byte("-ERR " + perr.Error() + "\r\n"))
+		cn.flush()
+		return perr
+	}
+	return cn.flush()
 }
 
 // fill reads once, into room after the unparsed bytes.
@@ -185,24 +200,28 @@ func (cn *conn) commit() {
 }
 
 // parseMultibulk parses "*<n>\r\n" and n bulk strings at the start of b.
-// It returns the bytes the command took, or 0 if b holds only part of it.
+// It returns the bytes the command took, or 0 if b holds only part of it;
+// what it parsed of that part is kept in cn.part, and the next call
+// resumes there, so a command arriving in many reads is parsed once.
 func (cn *conn) parseMultibulk(b []byte) (int, error) {
-	i := indexNL(b, 1)
-	if i < 0 {
-		return 0, nil
+	p := &cn.part
+	if p.pos == 0 {
+		i := indexNL(b, 1)
+		if i < 0 {
+			return 0, nil
+		}
+		if b[i-1] != '\r' {
+			return 0, errMultibulkLength
+		}
+		count, ok := parseCount(b[1 : i-1])
+		if !ok || count <= 0 {
+			return 0, errMultibulkLength
+		}
+		p.count, p.pos, p.args = count, i+1, p.args[:0]
 	}
-	if b[i-1] != '\r' {
-		return 0, errMultibulkLength
-	}
-	count, ok := parseCount(b[1 : i-1])
-	if !ok || count <= 0 {
-		return 0, errMultibulkLength
-	}
-	from := len(cn.argv)
-	pos := i + 1
-	for j := 0; j < count; j++ {
+	for len(p.args) < p.count {
+		pos := p.pos
 		if pos >= len(b) {
-			cn.argv = cn.argv[:from]
 			return 0, nil
 		}
 		if b[pos] != '$' {
@@ -210,7 +229,6 @@ func (cn *conn) parseMultibulk(b []byte) (int, error) {
 		}
 		e := indexNL(b, pos+1)
 		if e < 0 {
-			cn.argv = cn.argv[:from]
 			return 0, nil
 		}
 		if b[e-1] != '\r' {
@@ -221,17 +239,24 @@ func (cn *conn) parseMultibulk(b []byte) (int, error) {
 			return 0, errBulkLength
 		}
 		if e+size+2 >= len(b) {
-			cn.argv = cn.argv[:from]
 			return 0, nil
 		}
 		if b[e+size+1] != '\r' || b[e+size+2] != '\n' {
 			return 0, errBulkLength
 		}
-		cn.argv = append(cn.argv, b[e+1:e+1+size:e+1+size])
-		pos = e + size + 3
+		p.args = append(p.args, [2]int{e + 1, e + 1 + size})
+		p.pos = e + size + 3
 	}
-	cn.nargs = append(cn.nargs, len(cn.argv)-from)
-	return pos, nil
+	for _, a := range p.args {
+		cn.argv = append(cn.argv, b[a[0]:a[1]:a[1]])
+	}
+	cn.nargs = append(cn.nargs, len(p.args))
+	n := p.pos
+	p.pos = 0
+	if cap(p.args) > 1024 {
+		p.args = nil // a command of many arguments: do not keep its offsets
+	}
+	return n, nil
 }
 
 // parseInline parses an inline command (a line of space-separated words,
@@ -239,10 +264,12 @@ func (cn *conn) parseMultibulk(b []byte) (int, error) {
 // arguments are copies, unescaped. It returns the bytes the line took, or
 // 0 if b holds only part of it.
 func (cn *conn) parseInline(b []byte) (int, error) {
-	i := indexNL(b, 0)
+	i := indexNL(b, cn.part.pos)
 	if i < 0 {
+		cn.part.pos = len(b) // no line end in these: look after them next
 		return 0, nil
 	}
+	cn.part.pos = 0
 	line := b[:i]
 	if i > 0 && b[i-1] == '\r' {
 		line = b[:i-1]
