@@ -13,7 +13,8 @@ import (
 // the buffers and the argument slices are reused from one read to the
 // next.
 type conn struct {
-	nc net.Conn // a *guardConn
+	nc  net.Conn // a *guardConn
+	lim *limits
 
 	// in holds what was read; [start, end) is not parsed yet.
 	in         []byte
@@ -56,10 +57,11 @@ var (
 	errMultibulkLength  = protocolError("invalid multibulk length")
 	errBulkLength       = protocolError("invalid bulk length")
 	errUnbalancedQuotes = protocolError("unbalanced quotes in request")
+	errInlineTooBig     = protocolError("too big inline request")
 )
 
-func newConn(nc net.Conn) *conn {
-	return &conn{nc: nc, in: make([]byte, readMin)}
+func newConn(nc net.Conn, lim *limits) *conn {
+	return &conn{nc: nc, lim: lim, in: make([]byte, readMin)}
 }
 
 // write queues a reply.
@@ -207,14 +209,17 @@ func (cn *conn) parseMultibulk(b []byte) (int, error) {
 	p := &cn.part
 	if p.pos == 0 {
 		i := indexNL(b, 1)
-		if i < 0 {
-			return 0, nil
+		if i < 0 || i > maxHeaderBytes {
+			if i < 0 && len(b) <= maxHeaderBytes {
+				return 0, nil
+			}
+			return 0, errMultibulkLength
 		}
 		if b[i-1] != '\r' {
 			return 0, errMultibulkLength
 		}
 		count, ok := parseCount(b[1 : i-1])
-		if !ok || count <= 0 {
+		if !ok || count <= 0 || int64(count) > cn.lim.maxMultibulk.Load() {
 			return 0, errMultibulkLength
 		}
 		p.count, p.pos, p.args = count, i+1, p.args[:0]
@@ -228,14 +233,18 @@ func (cn *conn) parseMultibulk(b []byte) (int, error) {
 			return 0, protocolError("expected '$', got '" + string(b[pos]) + "'")
 		}
 		e := indexNL(b, pos+1)
-		if e < 0 {
-			return 0, nil
+		if e < 0 || e-pos > maxHeaderBytes {
+			if e < 0 && len(b)-pos <= maxHeaderBytes {
+				return 0, nil
+			}
+			return 0, errBulkLength
 		}
 		if b[e-1] != '\r' {
 			return 0, errBulkLength
 		}
+		// Refused from the header: the payload is not waited for.
 		size, ok := parseCount(b[pos+1 : e-1])
-		if !ok || size < 0 {
+		if !ok || size < 0 || int64(size) > cn.lim.maxBulk.Load() {
 			return 0, errBulkLength
 		}
 		if e+size+2 >= len(b) {
@@ -265,9 +274,12 @@ func (cn *conn) parseMultibulk(b []byte) (int, error) {
 // 0 if b holds only part of it.
 func (cn *conn) parseInline(b []byte) (int, error) {
 	i := indexNL(b, cn.part.pos)
-	if i < 0 {
-		cn.part.pos = len(b) // no line end in these: look after them next
-		return 0, nil
+	if i < 0 || i > maxInlineBytes {
+		if i < 0 && len(b) <= maxInlineBytes {
+			cn.part.pos = len(b) // no line end in these: look after them next
+			return 0, nil
+		}
+		return 0, errInlineTooBig
 	}
 	cn.part.pos = 0
 	line := b[:i]

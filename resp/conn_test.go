@@ -9,12 +9,21 @@ import (
 	"testing"
 )
 
+// protoLimits are limits for tests: a bulk of up to 1 MiB, up to 1000
+// arguments.
+func protoLimits() *limits {
+	lim := &limits{}
+	lim.maxBulk.Store(1 << 20)
+	lim.maxMultibulk.Store(1000)
+	return lim
+}
+
 // serveAll serves a connection reading from nc until it ends, and returns
 // the commands it ran (each formatted as fmt.Sprint of its arguments) and
 // why it ended.
 func serveAll(nc net.Conn) ([]string, error) {
 	var got []string
-	cn := newConn(nc)
+	cn := newConn(nc, protoLimits())
 	err := cn.serve(func(args [][]byte) {
 		s := make([]string, len(args))
 		for i, a := range args {
@@ -52,6 +61,16 @@ func TestConnParse(t *testing.T) {
 		{in: "*1\r\n$4\nPING\r\n", err: "-ERR Protocol error: invalid bulk length"},
 		{in: "*1\r\n$4\r\nPINGX\r\n", err: "-ERR Protocol error: invalid bulk length"},
 		{in: "*1\r\n$99999999999999999999\r\n", err: "-ERR Protocol error: invalid bulk length"},
+		// Limits, refused from the header, before the payload arrives.
+		{in: "PING\r\n*2\r\n$4\r\nECHO\r\n$1048577\r\n", want: []string{"[PING]"}, err: "-ERR Protocol error: invalid bulk length"},
+		{in: "*1001\r\n", err: "-ERR Protocol error: invalid multibulk length"},
+		{in: "*" + strings.Repeat("1", 40), err: "-ERR Protocol error: invalid multibulk length"},
+		{in: "*1\r\n$" + strings.Repeat("1", 40), err: "-ERR Protocol error: invalid bulk length"},
+		{in: strings.Repeat("a", 70<<10), err: "-ERR Protocol error: too big inline request"},
+		{in: strings.Repeat("a", 70<<10) + "\r\n", err: "-ERR Protocol error: too big inline request"},
+		// Just within them.
+		{in: "*1000\r\n" + strings.Repeat("$0\r\n\r\n", 1000), want: []string{"[" + strings.Repeat(" ", 999) + "]"}},
+		{in: "ECHO " + strings.Repeat("a", 60<<10) + "\r\n", want: []string{"[ECHO " + strings.Repeat("a", 60<<10) + "]"}},
 		// An incomplete command at the end is not run.
 		{in: "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$3\r\nab", want: []string{"[PING]"}},
 		{in: "PING\r\nECHO", want: []string{"[PING]"}},
@@ -142,7 +161,7 @@ func FuzzConnParse(f *testing.F) {
 		}
 		// Round trip the commands of the whole read through multibulks.
 		var args [][]string
-		cn := newConn(&chunkConn{chunks: [][]byte{bytes.Clone(data)}})
+		cn := newConn(&chunkConn{chunks: [][]byte{bytes.Clone(data)}}, protoLimits())
 		cn.serve(func(a [][]byte) {
 			s := make([]string, len(a))
 			for i, x := range a {
@@ -182,7 +201,7 @@ func TestConnParsesWithoutAllocating(t *testing.T) {
 		// Cut into pipelines of 16 commands, and once inside a command.
 		sources[i] = &chunkConn{chunks: [][]byte{stream[:len(stream)/4], stream[len(stream)/4 : len(stream)/2+7], stream[len(stream)/2+7:]}}
 	}
-	cn := newConn(nil)
+	cn := newConn(nil, protoLimits())
 	ran := 0
 	run := func(args [][]byte) { ran += len(args) }
 	next := 0
@@ -215,7 +234,7 @@ func TestConnResumesPartialCommands(t *testing.T) {
 	}
 	cmd = append(cmd, "PING\r\n"...)
 	src := &chunkConn{}
-	cn := newConn(src)
+	cn := newConn(src, protoLimits())
 	var got []string
 	run := func(args [][]byte) {
 		s := make([]string, len(args))

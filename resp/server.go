@@ -250,7 +250,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // serveConn runs one connection until it ends.
 func (s *Server) serveConn(nc net.Conn) {
 	defer s.conns.Done()
-	cn := newConn(nc)
+	cn := newConn(nc, &s.lim)
 	c := s.accept(cn)
 	if c == nil {
 		cn.close() // sends the refusal first
@@ -355,7 +355,7 @@ func (s *Server) closed(c *client, err error) {
 	s.clientsMu.Unlock()
 	// Writes of an unanswered pipeline still hold the database open.
 	c.syncPending()
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errGuardClosed) {
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.As(err, new(protocolError)) {
 		s.logger.Debug("connection closed", "client", c.id, "addr", c.addr, "err", err)
 	}
 }
