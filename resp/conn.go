@@ -21,7 +21,8 @@ type conn struct {
 	start, end int
 	// reqs are the commands parsed from the last read, served in order;
 	// next is the index of the one running. Their arguments point into
-	// in, or into argv's inline copies, until the next read.
+	// in (an inline command's words, unescaped, are copies) until the
+	// next read.
 	reqs  []request
 	next  int
 	argv  [][]byte // the arguments of reqs, back to back
@@ -37,7 +38,7 @@ type conn struct {
 	}
 
 	out    []byte // replies not sent yet
-	closed bool   // Close was called: serve nothing more
+	closed bool   // close was called: serve nothing more
 }
 
 // request is one parsed command.
