@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"time"
 )
 
 // conn is one client connection, served by its own goroutine: it reads
@@ -45,7 +46,7 @@ type conn struct {
 type request struct{ Args [][]byte }
 
 const (
-	readMin    = 4 << 10  // the read buffer's size, and the least room a read is given
+	readMin    = 4 << 10  // the read buffer's size; with less room than this after the unparsed bytes, fill moves them to the front
 	keepBuffer = 64 << 10 // larger buffers are dropped once empty
 )
 
@@ -122,6 +123,11 @@ func (cn *conn) process(run func(args [][]byte)) error {
 		return nil
 	}
 	if perr != nil {
+		// A client that sent garbage gets a second, not the write
+		// timeout, to take the error before the connection closes.
+		if g, ok := cn.nc.(*guardConn); ok {
+			g.refresh(true, time.Second)
+		}
 		cn.write([]byte("-ERR " + perr.Error() + "\r\n"))
 		cn.flush()
 		return perr
