@@ -29,6 +29,11 @@ type command struct {
 	subcommands                map[string]*command // container commands only
 	parent                     *command
 	noAuth                     bool // allowed before AUTH
+	// waits marks a command that may take long without using the CPU
+	// (a scan of the database, a backup, a compilation that syncs): an
+	// event loop hands it to a worker rather than run it itself.
+	waits bool
+	write bool // has the "write" flag: with fsync always, it waits for a sync
 }
 
 func (cmd *command) arityOK(n int) bool {
@@ -51,12 +56,14 @@ func (cmd *command) fullName() string {
 func buildCommands() map[string]*command {
 	t := map[string]*command{}
 	add := func(cmd *command) *command {
+		cmd.write = slices.Contains(cmd.flags, "write")
 		t[cmd.name] = cmd
 		return cmd
 	}
 	container := func(parent *command, subs ...*command) {
 		parent.subcommands = map[string]*command{}
 		for _, sc := range subs {
+			sc.write = slices.Contains(sc.flags, "write")
 			sc.parent = parent
 			if sc.group == "" {
 				sc.group = parent.group
@@ -94,25 +101,25 @@ func buildCommands() map[string]*command {
 
 	container(add(&command{name: "script", group: "scripting", arity: -2, summary: "A container for handler commands."}),
 		&command{name: "load", arity: 3, flags: []string{"noscript"},
-			summary: "Compiles and stores a handler and makes it the active handler; returns its SHA1.", syntax: "script", run: cmdScriptLoad},
+			summary: "Compiles and stores a handler and makes it the active handler; returns its SHA1.", syntax: "script", run: cmdScriptLoad, waits: true},
 		&command{name: "exists", arity: -3, flags: []string{"noscript"},
 			summary: "Tells which handler versions are stored: 1 or 0 for each SHA1.", syntax: "sha1 [sha1 ...]", run: cmdScriptExists},
 		&command{name: "flush", arity: -2, flags: []string{"noscript"},
-			summary: "Drops every stored handler version that is neither active nor referenced by a stored event.", syntax: "[ASYNC|SYNC]", run: cmdScriptFlush},
+			summary: "Drops every stored handler version that is neither active nor referenced by a stored event.", syntax: "[ASYNC|SYNC]", run: cmdScriptFlush, waits: true},
 	)
 	add(&command{name: "legion.check", group: "legion", arity: -1, flags: []string{"admin"},
 		summary: "Verifies that every stored state decodes and the tag index matches the handler's tags; REPAIR fixes the index.",
-		syntax:  "[REPAIR]", run: cmdCheck})
+		syntax:  "[REPAIR]", run: cmdCheck, waits: true})
 	add(&command{name: "legion.backup", group: "legion", arity: 2, flags: []string{"admin", "noscript"},
 		summary: "Writes a consistent copy of the data dir into a new directory, while writes go on.",
-		syntax:  "directory", run: cmdBackup})
+		syntax:  "directory", run: cmdBackup, waits: true})
 	container(add(&command{name: "legion.script", group: "legion", arity: -2, summary: "A container for handler version commands."}),
 		&command{name: "list", arity: 2, flags: []string{"readonly"},
 			summary: "Lists the stored handler versions: sha, when loaded, whether active, and how many stored events reference it.", run: cmdLegionScriptList},
 		&command{name: "show", arity: 3, flags: []string{"readonly"},
 			summary: "Returns the source of a stored handler version.", syntax: "sha1", run: cmdLegionScriptShow},
 		&command{name: "use", arity: 3, flags: []string{"write"},
-			summary: "Makes a stored handler version the active one; partitions are re-indexed in the background.", syntax: "sha1", run: cmdLegionScriptUse},
+			summary: "Makes a stored handler version the active one; partitions are re-indexed in the background.", syntax: "sha1", run: cmdLegionScriptUse, waits: true},
 	)
 
 	// Connection commands.
@@ -258,6 +265,26 @@ func applyMode(opts [][]byte) (legion.Mode, bool) {
 		}
 	}
 	return mode, true
+}
+
+// mustWait reports whether a command of reqs may wait long (see
+// command.waits), so an event loop must not run them itself.
+func (s *Server) mustWait(reqs []request) bool {
+	for _, r := range reqs {
+		cmd := lookup(s.commands, r.Args[0])
+		if cmd == nil {
+			continue
+		}
+		if cmd.subcommands != nil && len(r.Args) > 1 {
+			if sub := lookup(cmd.subcommands, r.Args[1]); sub != nil {
+				cmd = sub
+			}
+		}
+		if cmd.waits || cmd.write && s.syncWrites {
+			return true
+		}
+	}
+	return false
 }
 
 // isApply reports whether args is a LEGION.APPLY that dispatch would run.

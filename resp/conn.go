@@ -4,17 +4,19 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"syscall"
 	"time"
 )
 
-// conn is one client connection, served by its own goroutine: it reads
+// conn is one client connection, served by an event loop or by a
+// goroutine of its own: it reads
 // what the client sent, parses every complete command in place (the
 // arguments are slices of the read buffer), runs them in order, and sends
 // their replies when the last has run. Nothing is allocated per command:
 // the buffers and the argument slices are reused from one read to the
 // next.
 type conn struct {
-	nc  net.Conn // a *guardConn
+	nc  net.Conn // a *guardConn, or an event loop's *sock
 	lim *limits
 
 	// in holds what was read; [start, end) is not parsed yet.
@@ -66,15 +68,24 @@ func newConn(nc net.Conn, lim *limits) *conn {
 	return &conn{nc: nc, lim: lim, in: make([]byte, readMin)}
 }
 
+// errWouldBlock is an event loop socket's answer when the kernel has no
+// room for a write, or nothing to read, right now.
+var errWouldBlock error = syscall.EAGAIN
+
 // write queues a reply.
 func (cn *conn) write(b []byte) { cn.out = append(cn.out, b...) }
 
-// flush sends the queued replies.
+// flush sends the queued replies. On an event loop's socket it sends
+// what the kernel has room for, and keeps the rest for the loop to send.
 func (cn *conn) flush() error {
 	if len(cn.out) == 0 {
 		return nil
 	}
-	_, err := cn.nc.Write(cn.out)
+	n, err := cn.nc.Write(cn.out)
+	if err == errWouldBlock {
+		cn.out = cn.out[:copy(cn.out, cn.out[n:])]
+		return nil
+	}
 	if cap(cn.out) > keepBuffer {
 		cn.out = nil
 	} else {
@@ -83,15 +94,18 @@ func (cn *conn) flush() error {
 	return err
 }
 
-// close sends the queued replies, then closes the connection; its
-// goroutine serves nothing more.
+// close sends the queued replies, then closes the connection; nothing
+// more is served. On an event loop's socket, replies the kernel had no
+// room for are sent by the loop, which closes the connection after them.
 func (cn *conn) close() {
 	if cn.closed {
 		return
 	}
 	cn.closed = true
 	cn.flush()
-	cn.nc.Close()
+	if len(cn.out) == 0 {
+		cn.nc.Close()
+	}
 }
 
 // pipeline returns the commands read with the running one that follow
@@ -114,7 +128,12 @@ func (cn *conn) serve(run func(args [][]byte)) error {
 // process runs the complete commands that reads have brought, then sends
 // their replies.
 func (cn *conn) process(run func(args [][]byte)) error {
-	perr := cn.parse()
+	return cn.run(cn.parse(), run)
+}
+
+// run runs the parsed commands, then sends their replies; perr is
+// parse's error, answered after them.
+func (cn *conn) run(perr error, run func(args [][]byte)) error {
 	for cn.next = 0; cn.next < len(cn.reqs) && !cn.closed; cn.next++ {
 		run(cn.reqs[cn.next].Args)
 	}

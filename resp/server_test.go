@@ -34,13 +34,20 @@ func (l *lockedBuffer) String() string {
 // startInProcess serves an in-memory DB on a free loopback port.
 func startInProcess(t *testing.T, logs *lockedBuffer, extra ...*command) (*Server, *redis.Client) {
 	t.Helper()
+	return startWith(t, Config{Logger: slog.New(slog.NewTextHandler(logs, nil))}, extra...)
+}
+
+// startWith serves an in-memory DB (synced writes, the default) on a free
+// loopback port with the given configuration.
+func startWith(t *testing.T, scfg Config, extra ...*command) (*Server, *redis.Client) {
+	t.Helper()
 	cfg := legion.DefaultConfig()
 	cfg.InMemory = true
 	db, err := legion.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := New(db, Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	srv := New(db, scfg)
 	for _, cmd := range extra {
 		srv.commands[cmd.name] = cmd
 	}

@@ -161,6 +161,7 @@ func options() []option {
 			get: func(c *Config) string { return map[bool]string{true: "yes", false: "no"}[c.ProtectedMode] }},
 		intOpt("maxclients", "maximum simultaneous client connections", 1, 1<<30, func(c *Config) *int { return &c.MaxClients }),
 		intOpt("timeout", "close a client connection idle this many seconds (0 never)", 0, 1<<31-1, func(c *Config) *int { return &c.IdleTimeout }),
+		intOpt("event-loops", "event loops serving client connections on Linux (0 one per CPU; -1 none: a goroutine per connection)", -1, 1024, func(c *Config) *int { return &c.EventLoops }),
 		sizeOpt("proto-max-bulk-len", "largest argument a client may send (e.g. 512mb)", func(c *Config) *int64 { return &c.MaxBulkBytes }),
 		intOpt("slowlog-log-slower-than", "log commands slower than this many microseconds in SLOWLOG (-1 disables, 0 logs all)", -1, 1<<40, func(c *Config) *int { return &c.SlowlogThreshold }),
 		intOpt("slowlog-max-len", "entries kept by SLOWLOG", 0, 1<<24, func(c *Config) *int { return &c.SlowlogMaxLen }),

@@ -42,6 +42,9 @@ type Config struct {
 	MaxClients int
 	// IdleTimeout closes client connections idle this many seconds (0 never).
 	IdleTimeout int
+	// EventLoops is how many event loops serve client connections on
+	// Linux: 0 one per CPU, -1 none (a goroutine per connection).
+	EventLoops int
 	// MaxBulkBytes bounds one protocol argument.
 	MaxBulkBytes int64
 	// SlowlogThreshold is the SLOWLOG threshold in microseconds (-1 off).
@@ -188,12 +191,14 @@ func Start(cfg Config) (*Server, error) {
 		MaxClients:       cfg.MaxClients,
 		MaxBulkBytes:     cfg.MaxBulkBytes,
 		IdleTimeout:      time.Duration(cfg.IdleTimeout) * time.Second,
+		EventLoops:       cfg.EventLoops,
 		Port:             ln.Addr().(*net.TCPAddr).Port,
 		Bind:             cfg.Bind,
 		SlowlogThreshold: slow,
 		SlowlogMaxLen:    cfg.SlowlogMaxLen,
 		Settings: map[string]string{
 			"admin-port":  strconv.Itoa(cfg.AdminPort),
+			"event-loops": strconv.Itoa(cfg.EventLoops),
 			"config-file": cfg.ConfigFile,
 			"in-memory":   strconv.FormatBool(cfg.DB.InMemory),
 		},

@@ -1,0 +1,580 @@
+package resp
+
+// Event loops. A goroutine per connection costs, for every request, a
+// read that finds the socket empty and a trip through the scheduler to
+// park and wake the goroutine. An event loop instead owns many
+// connections: it asks its epoll instance which of them have bytes to
+// read, and reads, runs and answers each in turn, so an unpipelined
+// request costs one read and one write, as in Redis.
+//
+// Each loop owns a level-triggered epoll instance over its connections'
+// sockets. The epoll descriptor is itself pollable, so the loop waits for
+// it through Go's netpoller and never blocks a thread in epoll_wait.
+//
+// A loop must not wait. A connection that sends a command that may (a
+// write when every write is synced to disk, a whole-database check, a
+// backup, a compilation) leaves its loop for a goroutine of its own,
+// which serves it from then on through Go's netpoller, as on systems
+// without epoll. Replies that do not fit in the socket's buffer wait in
+// the connection, which reads nothing more until they are sent
+// (EPOLLOUT). The loop's clock closes idle connections and drops clients
+// that take no replies for the write timeout.
+//
+// A command that runs long on the CPU (a handler near its time limit)
+// holds up the other connections of its loop meanwhile, as a script
+// holds up every client of a Redis server.
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// loopTick is how often a loop looks for idle and stuck connections.
+const loopTick = 100 * time.Millisecond
+
+// loop is one event loop.
+type loop struct {
+	s      *Server
+	ep     int      // the epoll instance
+	epf    *os.File // ep, registered with Go's netpoller (owns ep)
+	rc     syscall.RawConn
+	wake   int // an eventfd in ep: ringing it makes the loop read its inbox
+	events []unix.EpollEvent
+	conns  map[int32]*lconn // by descriptor; owned by run
+	now    time.Time        // when the loop last woke
+	tick   time.Time        // when it next looks for idle and stuck connections
+
+	mu      sync.Mutex
+	inbox   []*lconn // new connections to take
+	rung    bool     // wake was rung and not read yet
+	stopped bool     // run has returned or will: nothing more is taken
+	done    chan struct{}
+}
+
+// lconn is a connection served by a loop.
+type lconn struct {
+	sk *sock
+	cn *conn
+	c  *client
+
+	armed   bool      // its socket is in the loop's epoll set
+	writing bool      // waiting for room to send cn.out; reads nothing meanwhile
+	closing bool      // send cn.out, then close
+	lastIO  time.Time // the last read or write
+}
+
+// sock is a loop connection's socket: a descriptor of its own, taken
+// from the accepted net.Conn, in non-blocking mode.
+type sock struct {
+	fd          int
+	local, peer net.Addr
+	lim         *limits
+	// blocking makes Write wait for room, up to the write timeout (the
+	// accept loop holds the connection); otherwise Write stops with
+	// errWouldBlock. Set only by whoever holds the connection.
+	blocking bool
+	// own, once the connection has left its loop, is the socket as a
+	// net.Conn served through Go's netpoller, with the idle and write
+	// timeouts; every call goes to it. Set under mu by the holder.
+	own net.Conn
+
+	mu       sync.Mutex
+	released bool // the descriptor is closed: its number may be reused
+	shut     bool
+}
+
+// detach moves the socket to Go's netpoller, for a goroutine to serve.
+func (k *sock) detach() error {
+	f := os.NewFile(uintptr(k.fd), "socket")
+	nc, err := net.FileConn(f) // a descriptor of its own
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f.Close()
+	k.released = true
+	if err != nil {
+		return err
+	}
+	k.own = &guardConn{Conn: nc, lim: k.lim}
+	if k.shut {
+		nc.Close()
+	}
+	return nil
+}
+
+func (k *sock) Read(p []byte) (int, error) {
+	if k.own != nil {
+		return k.own.Read(p)
+	}
+	for {
+		n, err := syscall.Read(k.fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		if n == 0 && err == nil {
+			return 0, io.EOF
+		}
+		return n, err
+	}
+}
+
+func (k *sock) Write(p []byte) (int, error) {
+	if k.own != nil {
+		return k.own.Write(p)
+	}
+	total := 0
+	var deadline time.Time
+	for len(p) > 0 {
+		n, err := syscall.Write(k.fd, p)
+		if n > 0 {
+			total += n
+			p = p[n:]
+			continue
+		}
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != syscall.EAGAIN:
+			return total, err
+		case !k.blocking:
+			return total, errWouldBlock
+		}
+		if deadline.IsZero() {
+			d := time.Duration(k.lim.writeTimeout.Load())
+			if d <= 0 {
+				d = 365 * 24 * time.Hour
+			}
+			deadline = time.Now().Add(d)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return total, os.ErrDeadlineExceeded
+		}
+		fds := []unix.PollFd{{Fd: int32(k.fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(fds, int(min(left, time.Second)/time.Millisecond)+1); err != nil && err != unix.EINTR {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Close shuts the socket down; the loop that owns it sees the hang-up
+// and releases the connection. Any goroutine may call it.
+func (k *sock) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.own != nil {
+		return k.own.Close()
+	}
+	if k.released || k.shut {
+		return nil
+	}
+	k.shut = true
+	return syscall.Shutdown(k.fd, syscall.SHUT_RDWR)
+}
+
+// release closes the descriptor; only the connection's holder calls it.
+func (k *sock) release() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.released {
+		k.released = true
+		syscall.Close(k.fd)
+	}
+}
+
+func (k *sock) LocalAddr() net.Addr              { return k.local }
+func (k *sock) RemoteAddr() net.Addr             { return k.peer }
+func (k *sock) SetDeadline(time.Time) error      { return nil }
+func (k *sock) SetReadDeadline(time.Time) error  { return nil }
+func (k *sock) SetWriteDeadline(time.Time) error { return nil }
+
+// takeSocket gives nc's socket a descriptor of its own, in non-blocking
+// mode and outside Go's netpoller, and closes nc.
+func takeSocket(nc net.Conn, lim *limits) (*sock, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(f uintptr) {
+		// The copy shares the open file description, non-blocking mode
+		// included; closing nc then leaves the socket open.
+		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, derr
+	}
+	k := &sock{fd: fd, local: nc.LocalAddr(), peer: nc.RemoteAddr(), lim: lim, blocking: true}
+	nc.Close()
+	return k, nil
+}
+
+// startLoops starts n event loops.
+func (s *Server) startLoops(n int) error {
+	for range n {
+		l, err := newLoop(s)
+		if err != nil {
+			s.stopLoops(time.Now())
+			return err
+		}
+		s.loops = append(s.loops, l)
+		go l.run()
+	}
+	return nil
+}
+
+// stopLoops stops the loops and waits for them, up to deadline: each
+// releases the connections it holds. A loop stuck in a command is left
+// to return when the command does.
+func (s *Server) stopLoops(deadline time.Time) {
+	for _, l := range s.loops {
+		l.stop()
+	}
+	for _, l := range s.loops {
+		select {
+		case <-l.done:
+		case <-time.After(time.Until(deadline)):
+			return
+		}
+	}
+}
+
+func newLoop(s *Server) (*loop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, err
+	}
+	l := &loop{s: s, ep: ep, wake: wake, events: make([]unix.EpollEvent, 256),
+		conns: map[int32]*lconn{}, done: make(chan struct{})}
+	fail := func(err error) (*loop, error) {
+		unix.Close(wake)
+		if l.epf != nil {
+			l.epf.Close()
+		} else {
+			unix.Close(ep)
+		}
+		return nil, err
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+		return fail(err)
+	}
+	if err := unix.SetNonblock(ep, true); err != nil {
+		return fail(err)
+	}
+	l.epf = os.NewFile(uintptr(ep), "epoll")
+	if l.rc, err = l.epf.SyscallConn(); err != nil {
+		return fail(err)
+	}
+	return l, nil
+}
+
+// adopt hands a new connection to the loop.
+func (l *loop) adopt(lc *lconn) {
+	lc.sk.blocking = false
+	l.post(lc)
+}
+
+// post gives the loop a new connection. If the loop has stopped, the
+// connection is released here.
+func (l *loop) post(lc *lconn) {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		l.s.release(lc.sk, lc.c, net.ErrClosed)
+		return
+	}
+	l.inbox = append(l.inbox, lc)
+	ring := !l.rung
+	l.rung = true
+	l.mu.Unlock()
+	if ring {
+		l.ring()
+	}
+}
+
+func (l *loop) ring() {
+	one := [8]byte{1}
+	unix.Write(l.wake, one[:])
+}
+
+// stop makes the loop release its connections and return.
+func (l *loop) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	l.ring()
+}
+
+func (l *loop) run() {
+	defer close(l.done)
+	l.now = time.Now()
+	l.tick = l.now.Add(loopTick)
+	l.epf.SetReadDeadline(l.tick)
+	for {
+		var n int
+		err := l.rc.Read(func(uintptr) bool {
+			var err error
+			n, err = unix.EpollWait(l.ep, l.events, 0)
+			return n > 0 || err != nil && err != unix.EINTR
+		})
+		l.now = time.Now()
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			l.s.logger.Error("event loop failed", "err", err)
+			l.shutdown()
+			return
+		}
+		for _, ev := range l.events[:max(n, 0)] {
+			if ev.Fd == int32(l.wake) {
+				if !l.takeInbox() {
+					l.shutdown()
+					return
+				}
+				continue
+			}
+			lc := l.conns[ev.Fd]
+			if lc == nil {
+				continue
+			}
+			if lc.writing {
+				l.send(lc)
+			} else {
+				l.serve(lc)
+			}
+		}
+		if !l.now.Before(l.tick) {
+			l.expire()
+			l.tick = l.now.Add(loopTick)
+			l.epf.SetReadDeadline(l.tick)
+		}
+	}
+}
+
+// takeInbox takes the connections posted to the loop. It returns false
+// once the loop is to stop.
+func (l *loop) takeInbox() bool {
+	var buf [8]byte
+	unix.Read(l.wake, buf[:])
+	l.mu.Lock()
+	in := l.inbox
+	l.inbox = nil
+	l.rung = false
+	stopped := l.stopped
+	l.mu.Unlock()
+	for _, lc := range in {
+		l.conns[int32(lc.sk.fd)] = lc
+		lc.lastIO = l.now
+		l.arm(lc, unix.EPOLLIN)
+	}
+	return !stopped
+}
+
+// arm puts the connection's socket in the epoll set, waiting for events.
+func (l *loop) arm(lc *lconn, events uint32) {
+	op := unix.EPOLL_CTL_MOD
+	if !lc.armed {
+		op = unix.EPOLL_CTL_ADD
+	}
+	if err := unix.EpollCtl(l.ep, op, lc.sk.fd, &unix.EpollEvent{Events: events, Fd: int32(lc.sk.fd)}); err != nil {
+		l.drop(lc, err)
+		return
+	}
+	lc.armed = true
+}
+
+// disarm takes the socket out of the epoll set.
+func (l *loop) disarm(lc *lconn) {
+	if lc.armed {
+		unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, lc.sk.fd, nil)
+		lc.armed = false
+	}
+}
+
+// serve reads what the connection sent and runs its commands, unless one
+// of them may wait: then the connection leaves the loop.
+func (l *loop) serve(lc *lconn) {
+	cn := lc.cn
+	err := cn.fill()
+	if err == errWouldBlock {
+		return
+	}
+	if err != nil {
+		l.drop(lc, err)
+		return
+	}
+	lc.lastIO = l.now
+	perr := cn.parse()
+	if l.s.mustWait(cn.reqs) {
+		l.offload(lc, perr)
+		return
+	}
+	err = cn.run(perr, lc.c.runner)
+	if err != nil && !errors.As(err, new(protocolError)) {
+		l.drop(lc, err)
+		return
+	}
+	if err != nil {
+		cn.closed = true
+	}
+	l.settle(lc)
+}
+
+// settle decides what the connection waits for next: room to send its
+// replies, or its next read; or it closes.
+func (l *loop) settle(lc *lconn) {
+	cn := lc.cn
+	if len(cn.out) > 0 {
+		// The kernel took part of the replies: send the rest when it has
+		// room, and read nothing meanwhile.
+		if !lc.writing {
+			lc.writing = true
+			lc.lastIO = l.now
+			l.arm(lc, unix.EPOLLOUT)
+		}
+		lc.closing = cn.closed
+		return
+	}
+	if cn.closed {
+		l.drop(lc, nil)
+		return
+	}
+	if lc.writing || !lc.armed {
+		lc.writing = false
+		l.arm(lc, unix.EPOLLIN)
+	}
+}
+
+// send sends more of the replies waiting for room.
+func (l *loop) send(lc *lconn) {
+	n := len(lc.cn.out)
+	if err := lc.cn.flush(); err != nil {
+		l.drop(lc, err)
+		return
+	}
+	if len(lc.cn.out) < n {
+		lc.lastIO = l.now
+	}
+	if len(lc.cn.out) == 0 && lc.closing {
+		lc.cn.nc.Close()
+	}
+	l.settle(lc)
+}
+
+// offload hands the connection to a goroutine of its own, which runs
+// the commands read and serves the connection from then on: a client
+// whose commands wait (for a disk sync, say) would keep its loop waiting
+// for the handover on every request.
+func (l *loop) offload(lc *lconn, perr error) {
+	l.disarm(lc)
+	delete(l.conns, int32(lc.sk.fd))
+	go l.s.detach(lc, perr) // the connection's count in conns goes with it
+}
+
+// detach serves a connection its loop gave up, on a goroutine of its own
+// through Go's netpoller.
+func (s *Server) detach(lc *lconn, perr error) {
+	defer s.conns.Done()
+	cn := lc.cn
+	err := lc.sk.detach()
+	if err == nil {
+		err = cn.run(perr, lc.c.runner)
+	}
+	if err == nil && !cn.closed {
+		err = cn.serve(lc.c.runner)
+	}
+	cn.close()
+	s.closed(lc.c, err)
+}
+
+// expire closes connections idle for the timeout, and drops clients
+// whose replies have waited for room for the write timeout.
+func (l *loop) expire() {
+	idle := time.Duration(l.s.lim.idle.Load())
+	stuck := time.Duration(l.s.lim.writeTimeout.Load())
+	for _, lc := range l.conns {
+		since := l.now.Sub(lc.lastIO)
+		switch {
+		case lc.writing && stuck > 0 && since >= stuck:
+			l.drop(lc, os.ErrDeadlineExceeded)
+		case !lc.writing && idle > 0 && since >= idle:
+			l.drop(lc, os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// drop releases a connection the loop holds.
+func (l *loop) drop(lc *lconn, err error) {
+	l.disarm(lc)
+	delete(l.conns, int32(lc.sk.fd))
+	l.s.release(lc.sk, lc.c, err)
+}
+
+// shutdown releases every connection the loop holds, and closes the
+// loop.
+func (l *loop) shutdown() {
+	l.mu.Lock()
+	l.stopped = true
+	in := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, lc := range in {
+		l.s.release(lc.sk, lc.c, net.ErrClosed)
+	}
+	for _, lc := range l.conns {
+		l.drop(lc, net.ErrClosed)
+	}
+	l.epf.Close()
+	unix.Close(l.wake)
+}
+
+// release closes a loop connection's socket and forgets its client.
+func (s *Server) release(k *sock, c *client, err error) {
+	k.release()
+	s.closed(c, err)
+	s.conns.Done()
+}
+
+// serveLoop hands an accepted connection to the next loop, or to a
+// goroutine of its own if its socket cannot be taken.
+func (s *Server) serveLoop(nc net.Conn) {
+	k, err := takeSocket(nc, &s.lim)
+	if err != nil {
+		go s.serveConn(nc)
+		return
+	}
+	cn := newConn(k, &s.lim)
+	c := s.accept(cn)
+	if c == nil {
+		cn.close() // sends the refusal first
+		k.release()
+		s.conns.Done()
+		return
+	}
+	l := s.loops[s.nextLoop%len(s.loops)]
+	s.nextLoop++
+	l.adopt(&lconn{sk: k, cn: cn, c: c})
+}
+
+// loopsAvailable reports whether this platform has event loops.
+const loopsAvailable = true

@@ -1,0 +1,274 @@
+package resp
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// modes are the two ways a server serves connections; the tests below
+// run in both. (Elsewhere than Linux both are goroutines.)
+var modes = []struct {
+	name  string
+	loops int
+}{{"goroutines", -1}, {"one-loop", 1}}
+
+func dialServer(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// echoPipeline is n ECHOs of distinct payloads of size bytes, and the
+// payloads.
+func echoPipeline(n, size int) ([]byte, []string) {
+	var b strings.Builder
+	var want []string
+	for i := range n {
+		p := fmt.Sprintf("%06d", i) + strings.Repeat("x", size-6)
+		want = append(want, p)
+		fmt.Fprintf(&b, "*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n", len(p), p)
+	}
+	return []byte(b.String()), want
+}
+
+// readBulks reads len(want) bulk replies and checks each.
+func readBulks(t *testing.T, rd *bufio.Reader, want []string) {
+	t.Helper()
+	for i, w := range want {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if line != fmt.Sprintf("$%d\r\n", len(w)) {
+			t.Fatalf("reply %d header %q", i, line)
+		}
+		got := make([]byte, len(w)+2)
+		if _, err := io.ReadFull(rd, got); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if string(got) != w+"\r\n" {
+			t.Fatalf("reply %d differs: %.20q…", i, got)
+		}
+	}
+}
+
+// waitFor polls cond for up to 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestSlowReaderHoldsOnlyItself: a client sends a pipeline whose replies
+// are far larger than the socket buffers and reads nothing for a while.
+// The other clients (on the same loop, in loop mode) are served
+// meanwhile; then the slow client gets every reply, whole and in order.
+func TestSlowReaderHoldsOnlyItself(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			_, c := startWith(t, Config{EventLoops: m.loops})
+			nc := dialServer(t, c.Options().Addr)
+			req, want := echoPipeline(200, 64<<10)
+			sent := make(chan error, 1)
+			go func() { _, err := nc.Write(req); sent <- err }()
+			time.Sleep(200 * time.Millisecond) // the replies back up
+			for range 20 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := c.Ping(ctx).Err()
+				cancel()
+				if err != nil {
+					t.Fatalf("another client while one reads slowly: %v", err)
+				}
+			}
+			readBulks(t, bufio.NewReader(nc), want)
+			if err := <-sent; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestQuitAfterLargeReplies: QUIT after a pipeline whose replies wait for
+// the client to read them closes the connection only after all of them.
+func TestQuitAfterLargeReplies(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			_, c := startWith(t, Config{EventLoops: m.loops})
+			nc := dialServer(t, c.Options().Addr)
+			req, want := echoPipeline(100, 32<<10)
+			go nc.Write(append(req, "QUIT\r\n"...))
+			time.Sleep(200 * time.Millisecond)
+			rd := bufio.NewReader(nc)
+			readBulks(t, rd, want)
+			if line, err := rd.ReadString('\n'); line != "+OK\r\n" {
+				t.Fatalf("QUIT answered %q (%v)", line, err)
+			}
+			if b, err := rd.ReadByte(); err != io.EOF {
+				t.Fatalf("after QUIT read %q, %v; want EOF", b, err)
+			}
+		})
+	}
+}
+
+// TestStuckReaderIsDropped: a client that takes no replies for the write
+// timeout is disconnected; the others go on.
+func TestStuckReaderIsDropped(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, c := startWith(t, Config{EventLoops: m.loops, WriteTimeout: 300 * time.Millisecond})
+			if err := c.Ping(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			nc := dialServer(t, c.Options().Addr)
+			req, _ := echoPipeline(200, 64<<10)
+			go nc.Write(req)
+			waitFor(t, "the stuck client to be connected", func() bool { return srv.Clients() == 2 })
+			waitFor(t, "the stuck client to be dropped", func() bool { return srv.Clients() == 1 })
+			if err := c.Ping(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestIdleClientIsClosed: IdleTimeout closes a connection that sends
+// nothing, and only after it has been idle that long.
+func TestIdleClientIsClosed(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			_, c := startWith(t, Config{EventLoops: m.loops, IdleTimeout: 300 * time.Millisecond})
+			nc := dialServer(t, c.Options().Addr)
+			rd := bufio.NewReader(nc)
+			start := time.Now()
+			// Busy for longer than the timeout: never closed meanwhile.
+			for time.Since(start) < 600*time.Millisecond {
+				time.Sleep(50 * time.Millisecond)
+				nc.Write([]byte("PING\r\n"))
+				if line, err := rd.ReadString('\n'); line != "+PONG\r\n" {
+					t.Fatalf("PING: %q, %v", line, err)
+				}
+			}
+			idleFrom := time.Now()
+			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if b, err := rd.ReadByte(); err != io.EOF {
+				t.Fatalf("idle connection read %q, %v; want EOF", b, err)
+			}
+			if d := time.Since(idleFrom); d < 250*time.Millisecond {
+				t.Fatalf("closed after %v idle, before the timeout", d)
+			}
+		})
+	}
+}
+
+// TestWaitingCommandLeavesTheLoop: a command that waits (a disk sync, a
+// backup) moves its connection off the loop, so the loop's other clients
+// are served while it waits; the moved connection goes on working.
+func TestWaitingCommandLeavesTheLoop(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			started, release := make(chan struct{}), make(chan struct{})
+			park := &command{name: "park", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) {
+				close(started)
+				<-release
+				w.status("DONE")
+			}}
+			_, c := startWith(t, Config{EventLoops: m.loops}, park)
+			nc := dialServer(t, c.Options().Addr)
+			rd := bufio.NewReader(nc)
+			nc.Write([]byte("PARK\r\n"))
+			<-started
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := c.Ping(ctx).Err(); err != nil {
+				close(release)
+				t.Fatalf("another client while one waits: %v", err)
+			}
+			close(release)
+			if line, err := rd.ReadString('\n'); line != "+DONE\r\n" {
+				t.Fatalf("PARK: %q, %v", line, err)
+			}
+			nc.Write([]byte("PING\r\nECHO hi\r\n"))
+			for _, want := range []string{"+PONG\r\n", "$2\r\n", "hi\r\n"} {
+				if line, err := rd.ReadString('\n'); line != want {
+					t.Fatalf("after PARK: %q, %v; want %q", line, err, want)
+				}
+			}
+		})
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd here")
+	}
+	return len(ents)
+}
+
+// TestConnectionsReleaseDescriptors: however a connection ends (QUIT, the
+// client hanging up, CLIENT KILL, a protocol error, after leaving its
+// loop), the server closes its socket.
+func TestConnectionsReleaseDescriptors(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("counts descriptors in /proc")
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			hop := &command{name: "hop", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) { w.ok() }}
+			srv, c := startWith(t, Config{EventLoops: m.loops}, hop)
+			ctx := context.Background()
+			if err := c.Ping(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			base := openFDs(t)
+			for i := range 40 {
+				nc, err := net.Dial("tcp", c.Options().Addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rd := bufio.NewReader(nc)
+				switch i % 5 {
+				case 0:
+					nc.Write([]byte("QUIT\r\n"))
+					rd.ReadString('\n')
+				case 1:
+					nc.Write([]byte("PING\r\n"))
+					rd.ReadString('\n')
+				case 2:
+					nc.Write([]byte("CLIENT ID\r\n"))
+					line, _ := rd.ReadString('\n')
+					if err := c.ClientKillByFilter(ctx, "ID", strings.TrimSpace(line[1:])).Err(); err != nil {
+						t.Fatal(err)
+					}
+				case 3:
+					nc.Write([]byte("*x\r\n"))
+					rd.ReadString('\n')
+				case 4:
+					nc.Write([]byte("HOP\r\n"))
+					rd.ReadString('\n')
+				}
+				nc.Close()
+			}
+			waitFor(t, "every connection to be released", func() bool {
+				return srv.Clients() == 1 && openFDs(t) <= base
+			})
+		})
+	}
+}
