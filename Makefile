@@ -1,6 +1,8 @@
 # The test target installs what the tests need on a fresh Debian machine
 # (redis-tools for redis-cli, python3-redis for redis-py, ioredis from npm)
-# and runs the whole suite with the race detector.
+# and runs the whole suite with the race detector, then the end-to-end
+# tests again against servers that serve each connection from a goroutine
+# of its own (--event-loops -1) rather than from event loops.
 
 GO ?= go
 
@@ -9,6 +11,7 @@ GO ?= go
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -timeout 45m ./...
+	LEGION_EVENT_LOOPS=-1 $(GO) test -race -count=1 -timeout 30m ./e2e/
 
 deps:
 	@./.ci/deps

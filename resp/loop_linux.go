@@ -435,7 +435,12 @@ func (l *loop) serve(lc *lconn) {
 		return
 	}
 	if err != nil {
+		// A client that sent garbage gets a second, not the write
+		// timeout, to take the error before the connection closes.
 		cn.closed = true
+		if stuck := time.Duration(l.s.lim.writeTimeout.Load()); stuck > time.Second {
+			lc.lastIO = l.now.Add(time.Second - stuck)
+		}
 	}
 	l.settle(lc)
 }
@@ -449,7 +454,9 @@ func (l *loop) settle(lc *lconn) {
 		// room, and read nothing meanwhile.
 		if !lc.writing {
 			lc.writing = true
-			lc.lastIO = l.now
+			if !cn.closed {
+				lc.lastIO = l.now
+			}
 			l.arm(lc, unix.EPOLLOUT)
 		}
 		lc.closing = cn.closed
