@@ -488,6 +488,11 @@ func (db *DB) StorageStats() StorageStats {
 	}
 }
 
+// WritesStalled reports whether writes are held back right now because
+// the storage engine fell behind with flushes or compactions: a write
+// started now may wait until it catches up.
+func (db *DB) WritesStalled() bool { return db.store.Stalled() }
+
 // Limits returns the handler limits in force.
 func (db *DB) Limits() scripting.Limits { return db.engine.Limits() }
 

@@ -33,7 +33,9 @@ type command struct {
 	// (a scan of the database, a backup, a compilation that syncs): an
 	// event loop hands it to a worker rather than run it itself.
 	waits bool
-	write bool // has the "write" flag: with fsync always, it waits for a sync
+	// write: the command has the "write" flag. It waits for a sync with
+	// fsync always, and for the storage engine while writes are stalled.
+	write bool
 }
 
 func (cmd *command) arityOK(n int) bool {
@@ -280,7 +282,7 @@ func (s *Server) mustWait(reqs []request) bool {
 				cmd = sub
 			}
 		}
-		if cmd.waits || cmd.write && s.syncWrites {
+		if cmd.waits || cmd.write && (s.syncWrites || s.db.WritesStalled()) {
 			return true
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/legiondb/legion"
 )
 
 // modes are the two ways a server serves connections; the tests below
@@ -270,5 +272,45 @@ func TestConnectionsReleaseDescriptors(t *testing.T) {
 				return srv.Clients() == 1 && openFDs(t) <= base
 			})
 		})
+	}
+}
+
+// TestMustWait: the commands an event loop hands to a goroutine are the
+// ones that may wait — writes only when every write waits for a sync.
+func TestMustWait(t *testing.T) {
+	for _, fsync := range []legion.FsyncMode{legion.FsyncNo, legion.FsyncAlways} {
+		cfg := legion.DefaultConfig()
+		cfg.InMemory, cfg.Fsync = true, fsync
+		db, err := legion.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		s := New(db, Config{})
+		for _, tc := range []struct {
+			cmd   string
+			waits bool
+		}{
+			{"PING", false},
+			{"legion.search t", false},
+			{"LEGION.GET k", false},
+			{"nosuchcommand x", false},
+			{"SCRIPT EXISTS abc", false},
+			{"script load x", true},
+			{"SCRIPT FLUSH", true},
+			{"LEGION.CHECK", true},
+			{"LEGION.BACKUP /tmp/x", true},
+			{"LEGION.SCRIPT USE abc", true},
+			{"LEGION.APPLY k e", fsync == legion.FsyncAlways},
+		} {
+			var args [][]byte
+			for _, a := range strings.Fields(tc.cmd) {
+				args = append(args, []byte(a))
+			}
+			reqs := []request{{Args: [][]byte{[]byte("PING")}}, {Args: args}}
+			if got := s.mustWait(reqs); got != tc.waits {
+				t.Errorf("fsync %v: %q waits = %v, want %v", fsync, tc.cmd, got, tc.waits)
+			}
+		}
 	}
 }

@@ -666,6 +666,10 @@ func (s *Store) WriteStalls() (count int64, total time.Duration) {
 	return s.events.count.Load(), total
 }
 
+// Stalled reports whether writes are held back right now because
+// flushes or compactions fell behind.
+func (s *Store) Stalled() bool { return s.events.since.Load() != 0 }
+
 // pebbleLogger routes pebble's messages to slog.
 type pebbleLogger struct{ l *slog.Logger }
 

@@ -480,11 +480,14 @@ func TestWriteStallsCounted(t *testing.T) {
 	popts := pebbleOptions(Options{FS: vfs.NewMem()}, nil, st.logger, st)
 	popts.EventListener.WriteStallBegin(pebble.WriteStallBeginInfo{Reason: "memtable count limit reached"})
 	s := &Store{events: st}
-	if n, d := s.WriteStalls(); n != 1 || d < 0 {
-		t.Fatalf("during a stall: %d stalls, %v", n, d)
+	if n, d := s.WriteStalls(); n != 1 || d < 0 || !s.Stalled() {
+		t.Fatalf("during a stall: %d stalls, %v, stalled %v", n, d, s.Stalled())
 	}
 	time.Sleep(time.Millisecond)
 	popts.EventListener.WriteStallEnd()
+	if s.Stalled() {
+		t.Fatal("still stalled after the stall ended")
+	}
 	n, d := s.WriteStalls()
 	if n != 1 || d < time.Millisecond {
 		t.Fatalf("after a stall of at least 1ms: %d stalls, %v", n, d)
