@@ -567,7 +567,7 @@ func (s *Server) release(k *sock, c *client, err error) {
 func (s *Server) serveLoop(nc net.Conn) {
 	k, err := takeSocket(nc, &s.lim)
 	if err != nil {
-		go s.serveConn(nc)
+		go s.serveConn(&guardConn{Conn: nc, lim: &s.lim})
 		return
 	}
 	cn := newConn(k, &s.lim)
