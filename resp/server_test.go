@@ -139,14 +139,23 @@ func TestUnknownCommandWording(t *testing.T) {
 // TestShutdownWaitsForRunningCommands: Shutdown lets a running command
 // finish and answer, answers commands arriving meanwhile with an error,
 // and returns only when nothing runs.
+//
+// In loop mode the command is one that waits, so its connection has left
+// the loop, which serves the other client meanwhile.
 func TestShutdownWaitsForRunningCommands(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testShutdownWaitsForRunningCommands(t, m.loops) })
+	}
+}
+
+func testShutdownWaitsForRunningCommands(t *testing.T, loops int) {
 	started, release := make(chan struct{}), make(chan struct{})
-	block := &command{name: "block", arity: 1, run: func(s *Server, c *client, args [][]byte, w *writer) {
+	block := &command{name: "block", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) {
 		close(started)
 		<-release
 		w.status("DONE")
 	}}
-	srv, c := startInProcess(t, &lockedBuffer{}, block)
+	srv, c := startWith(t, Config{EventLoops: loops}, block)
 	ctx := context.Background()
 	other := redis.NewClient(&redis.Options{Addr: c.Options().Addr, MaxRetries: -1})
 	defer other.Close()
