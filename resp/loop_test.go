@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -313,4 +314,134 @@ func TestMustWait(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestChurn drives many clients at once through everything a connection
+// can do — pipelines cut anywhere, large replies, leaving the loop,
+// QUIT, protocol errors, hanging up half-way through a command — and
+// checks every reply, then that every connection was released.
+func TestChurn(t *testing.T) {
+	for _, m := range []struct {
+		name  string
+		loops int
+	}{{"goroutines", -1}, {"two-loops", 2}} {
+		t.Run(m.name, func(t *testing.T) {
+			hop := &command{name: "hop", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) { w.ok() }}
+			srv, c := startWith(t, Config{EventLoops: m.loops}, hop)
+			if err := c.Ping(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			base := openFDs(t)
+			addr := c.Options().Addr
+			errs := make(chan error, 16)
+			for g := range 16 {
+				go func() { errs <- churn(addr, g) }()
+			}
+			for range 16 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "every connection to be released", func() bool {
+				return srv.Clients() == 1 && openFDs(t) <= base
+			})
+		})
+	}
+}
+
+// churn is one client of TestChurn.
+func churn(addr string, seed int) error {
+	rng := rand.New(rand.NewPCG(uint64(seed), 7))
+	var nc net.Conn
+	var rd *bufio.Reader
+	dial := func() error {
+		if nc != nil {
+			nc.Close()
+		}
+		var err error
+		nc, err = net.Dial("tcp", addr)
+		rd = bufio.NewReader(nc)
+		return err
+	}
+	defer func() {
+		if nc != nil {
+			nc.Close()
+		}
+	}()
+	if err := dial(); err != nil {
+		return err
+	}
+	expect := func(want string) error {
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(rd, got); err != nil {
+			return fmt.Errorf("client %d: want %.40q: %v", seed, want, err)
+		}
+		if string(got) != want {
+			return fmt.Errorf("client %d: got %.40q, want %.40q", seed, got, want)
+		}
+		return nil
+	}
+	eof := func() error {
+		nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if b, err := rd.ReadByte(); err != io.EOF {
+			return fmt.Errorf("client %d: read %q, %v; want EOF", seed, b, err)
+		}
+		return dial()
+	}
+	for range 100 {
+		switch rng.IntN(6) {
+		case 0, 1: // a pipeline, written in random pieces
+			var req, want []byte
+			for range 1 + rng.IntN(30) {
+				p := strings.Repeat(string(rune('a'+rng.IntN(26))), 1+rng.IntN(1<<rng.IntN(17)))
+				req = fmt.Appendf(req, "*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n", len(p), p)
+				want = fmt.Appendf(want, "$%d\r\n%s\r\n", len(p), p)
+			}
+			var cuts []int
+			for rest := len(req); rest > 0; {
+				n := min(rest, 1+rng.IntN(8<<10))
+				cuts = append(cuts, n)
+				rest -= n
+			}
+			go func(w net.Conn) {
+				for _, n := range cuts {
+					if _, err := w.Write(req[:n]); err != nil {
+						return
+					}
+					req = req[n:]
+				}
+			}(nc)
+			if err := expect(string(want)); err != nil {
+				return err
+			}
+		case 2: // leave the loop, then go on
+			nc.Write([]byte("HOP\r\nPING\r\n"))
+			if err := expect("+OK\r\n+PONG\r\n"); err != nil {
+				return err
+			}
+		case 3:
+			nc.Write([]byte("PING\r\nQUIT\r\nPING\r\n"))
+			if err := expect("+PONG\r\n+OK\r\n"); err != nil {
+				return err
+			}
+			if err := eof(); err != nil {
+				return err
+			}
+		case 4:
+			nc.Write([]byte("PING\r\n*1\r\n$x\r\n"))
+			if err := expect("+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"); err != nil {
+				return err
+			}
+			if err := eof(); err != nil {
+				return err
+			}
+		case 5: // hang up in the middle of a command
+			nc.Write([]byte("*2\r\n$4\r\nECHO\r\n$100\r\nabc"))
+			if err := dial(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
