@@ -85,8 +85,10 @@ type sock struct {
 	// timeouts; every call goes to it. Set under mu by the holder.
 	own net.Conn
 
-	mu       sync.Mutex
-	released bool // the descriptor is closed: its number may be reused
+	mu sync.Mutex
+	// released: the descriptor is closed, and its number may be reused.
+	// Set under mu by the holder, who reads it without.
+	released bool
 	shut     bool
 }
 
@@ -112,6 +114,9 @@ func (k *sock) Read(p []byte) (int, error) {
 	if k.own != nil {
 		return k.own.Read(p)
 	}
+	if k.released {
+		return 0, net.ErrClosed
+	}
 	for {
 		n, err := syscall.Read(k.fd, p)
 		if err == syscall.EINTR {
@@ -130,6 +135,9 @@ func (k *sock) Read(p []byte) (int, error) {
 func (k *sock) Write(p []byte) (int, error) {
 	if k.own != nil {
 		return k.own.Write(p)
+	}
+	if k.released {
+		return 0, net.ErrClosed
 	}
 	total := 0
 	var deadline time.Time
@@ -334,11 +342,18 @@ func (l *loop) run() {
 	l.epf.SetReadDeadline(l.tick)
 	for {
 		var n int
+		var werr error
 		err := l.rc.Read(func(uintptr) bool {
-			var err error
-			n, err = unix.EpollWait(l.ep, l.events, 0)
-			return n > 0 || err != nil && err != unix.EINTR
+			n, werr = unix.EpollWait(l.ep, l.events, 0)
+			if werr == unix.EINTR {
+				n, werr = 0, nil
+				return true
+			}
+			return n > 0 || werr != nil
 		})
+		if err == nil {
+			err = werr
+		}
 		l.now = time.Now()
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			l.s.logger.Error("event loop failed", "err", err)
