@@ -354,6 +354,15 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("run_id", s.runID)
 		kv("node_id", s.db.NodeID())
 		kv("tcp_port", s.cfg.Port)
+		s.lnMu.Lock()
+		loops := len(s.loops)
+		s.lnMu.Unlock()
+		if loops > 0 {
+			kv("multiplexing_api", "epoll")
+		} else {
+			kv("multiplexing_api", "goroutines")
+		}
+		kv("event_loops", loops)
 		up := time.Since(s.started)
 		kv("server_time_usec", time.Now().UnixMicro())
 		kv("uptime_in_seconds", int64(up.Seconds()))
@@ -367,6 +376,9 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		n := len(s.clients)
 		s.clientsMu.Unlock()
 		kv("connected_clients", n)
+		// Served by a goroutine of their own: every client without event
+		// loops, and those that left their loop for a command that waits.
+		kv("goroutine_clients", s.ownGoroutines.Load())
 		kv("maxclients", s.maxClients.Load())
 		kv("blocked_clients", 0)
 	case "memory":

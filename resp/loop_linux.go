@@ -517,6 +517,8 @@ func (l *loop) offload(lc *lconn, perr error) {
 // through Go's netpoller.
 func (s *Server) detach(lc *lconn, perr error) {
 	defer s.conns.Done()
+	s.ownGoroutines.Add(1)
+	defer s.ownGoroutines.Add(-1)
 	cn := lc.cn
 	err := lc.sk.detach()
 	if err == nil {

@@ -211,6 +211,17 @@ func TestWaitingCommandLeavesTheLoop(t *testing.T) {
 					t.Fatalf("after PARK: %q, %v; want %q", line, err, want)
 				}
 			}
+			// INFO tells the loops and the clients off them apart.
+			info := c.Info(ctx, "server", "clients").Val()
+			wantInfo := []string{"multiplexing_api:epoll", "event_loops:1", "goroutine_clients:1"}
+			if m.loops < 0 || !loopsAvailable {
+				wantInfo = []string{"multiplexing_api:goroutines", "event_loops:0", "goroutine_clients:2"}
+			}
+			for _, w := range wantInfo {
+				if !strings.Contains(info, w+"\r\n") {
+					t.Errorf("INFO lacks %q:\n%s", w, info)
+				}
+			}
 		})
 	}
 }

@@ -96,6 +96,9 @@ type Server struct {
 	loops    []*loop        // the event loops, if any; set by Serve under lnMu
 	nextLoop int            // the loop the next connection goes to (accept loop only)
 	conns    sync.WaitGroup // the open connections
+	// ownGoroutines counts the connections served by a goroutine of
+	// their own (INFO's goroutine_clients).
+	ownGoroutines atomic.Int64
 	// syncWrites: every write waits for a disk sync, so an event loop
 	// hands a read with writes in it to a worker.
 	syncWrites bool
@@ -282,6 +285,8 @@ func (s *Server) Serve(ln net.Listener) error {
 // serveConn runs one connection until it ends.
 func (s *Server) serveConn(nc net.Conn) {
 	defer s.conns.Done()
+	s.ownGoroutines.Add(1)
+	defer s.ownGoroutines.Add(-1)
 	cn := newConn(nc, &s.lim)
 	c := s.accept(cn)
 	if c == nil {
