@@ -31,7 +31,8 @@ type command struct {
 	noAuth                     bool // allowed before AUTH
 	// waits marks a command that may take long without using the CPU
 	// (a scan of the database, a backup, a compilation that syncs): an
-	// event loop hands it to a worker rather than run it itself.
+	// event loop does not run it, its connection leaves the loop for a
+	// goroutine of its own.
 	waits bool
 	// write: the command has the "write" flag. It waits for a sync with
 	// fsync always, and for the storage engine while writes are stalled.

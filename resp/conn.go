@@ -9,12 +9,11 @@ import (
 )
 
 // conn is one client connection, served by an event loop or by a
-// goroutine of its own: it reads
-// what the client sent, parses every complete command in place (the
-// arguments are slices of the read buffer), runs them in order, and sends
-// their replies when the last has run. Nothing is allocated per command:
-// the buffers and the argument slices are reused from one read to the
-// next.
+// goroutine of its own: it reads what the client sent, parses every
+// complete command in place (the arguments are slices of the read
+// buffer), runs them in order, and sends their replies when the last has
+// run. Nothing is allocated per command: the buffers and the argument
+// slices are reused from one read to the next.
 type conn struct {
 	nc  net.Conn // a *guardConn, or an event loop's *sock
 	lim *limits

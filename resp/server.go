@@ -99,8 +99,8 @@ type Server struct {
 	// ownGoroutines counts the connections served by a goroutine of
 	// their own (INFO's goroutine_clients).
 	ownGoroutines atomic.Int64
-	// syncWrites: every write waits for a disk sync, so an event loop
-	// hands a read with writes in it to a worker.
+	// syncWrites: every write waits for a disk sync, so a connection
+	// that writes leaves its event loop (see command.waits).
 	syncWrites bool
 	nextID     atomic.Int64
 	// closing is set by Shutdown, which then waits for every client's busy
