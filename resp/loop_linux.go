@@ -54,7 +54,7 @@ type loop struct {
 	mu      sync.Mutex
 	inbox   []*lconn // new connections to take
 	rung    bool     // wake was rung and not read yet
-	stopped bool     // run has returned or will: nothing more is taken
+	stopped bool     // run has returned or will: nothing more is taken, wake is not rung
 	done    chan struct{}
 }
 
@@ -314,25 +314,28 @@ func (l *loop) post(lc *lconn) {
 		return
 	}
 	l.inbox = append(l.inbox, lc)
-	ring := !l.rung
-	l.rung = true
+	l.ring()
 	l.mu.Unlock()
-	if ring {
-		l.ring()
-	}
 }
 
+// ring wakes the loop, if it is not rung already; l.mu is held (the
+// loop closes wake under it).
 func (l *loop) ring() {
-	one := [8]byte{1}
-	unix.Write(l.wake, one[:])
+	if !l.rung {
+		l.rung = true
+		one := [8]byte{1}
+		unix.Write(l.wake, one[:])
+	}
 }
 
 // stop makes the loop release its connections and return.
 func (l *loop) stop() {
 	l.mu.Lock()
-	l.stopped = true
-	l.mu.Unlock()
-	l.ring()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.stopped = true
+		l.ring()
+	}
 }
 
 func (l *loop) run() {
@@ -561,6 +564,7 @@ func (l *loop) shutdown() {
 	l.stopped = true
 	in := l.inbox
 	l.inbox = nil
+	unix.Close(l.wake)
 	l.mu.Unlock()
 	for _, lc := range in {
 		l.s.release(lc.sk, lc.c, net.ErrClosed)
@@ -569,7 +573,6 @@ func (l *loop) shutdown() {
 		l.drop(lc, net.ErrClosed)
 	}
 	l.epf.Close()
-	unix.Close(l.wake)
 }
 
 // release closes a loop connection's socket and forgets its client.
