@@ -35,7 +35,9 @@ type command struct {
 	// goroutine of its own.
 	waits bool
 	// write: the command has the "write" flag. It waits for a sync with
-	// fsync always, and for the storage engine while writes are stalled.
+	// fsync always (LEGION.APPLY leaves that wait to an event loop's
+	// connection, see client.deferSync), and for the storage engine while
+	// writes are stalled.
 	write bool
 }
 
@@ -218,7 +220,7 @@ func cmdApply(s *Server, c *client, args [][]byte, w *writer) {
 		return
 	}
 	next := c.conn.pipeline()
-	if len(next) == 0 {
+	if len(next) == 0 && !c.deferSync {
 		out, err := s.db.Apply(context.Background(), args[1], args[2], mode)
 		if err != nil {
 			s.replyError(w, err)
@@ -271,8 +273,12 @@ func applyMode(opts [][]byte) (legion.Mode, bool) {
 }
 
 // mustWait reports whether a command of reqs may wait long (see
-// command.waits), so an event loop must not run them itself.
+// command.waits), so an event loop must not run them itself. Writes of
+// LEGION.APPLY are the loop's to run: their waits for a sync are left to
+// it (client.deferSync), unless a read brings more of them than a
+// pipeline holds before it syncs.
 func (s *Server) mustWait(reqs []request) bool {
+	applies := 0
 	for _, r := range reqs {
 		cmd := lookup(s.commands, r.Args[0])
 		if cmd == nil {
@@ -283,8 +289,13 @@ func (s *Server) mustWait(reqs []request) bool {
 				cmd = sub
 			}
 		}
-		if cmd.waits || cmd.write && (s.syncWrites || s.db.WritesStalled()) {
+		if cmd.waits || cmd.write && (s.syncWrites && cmd != s.applyCmd || s.db.WritesStalled()) {
 			return true
+		}
+		if cmd == s.applyCmd && s.syncWrites {
+			if applies++; applies >= maxDeferred {
+				return true
+			}
 		}
 	}
 	return false

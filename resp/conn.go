@@ -133,10 +133,21 @@ func (cn *conn) process(run func(args [][]byte)) error {
 // run runs the parsed commands, then sends their replies; perr is
 // parse's error, answered after them.
 func (cn *conn) run(perr error, run func(args [][]byte)) error {
+	cn.runAll(run)
+	return cn.finish(perr)
+}
+
+// runAll runs the parsed commands, and forgets them.
+func (cn *conn) runAll(run func(args [][]byte)) {
 	for cn.next = 0; cn.next < len(cn.reqs) && !cn.closed; cn.next++ {
 		run(cn.reqs[cn.next].Args)
 	}
 	cn.reset()
+}
+
+// finish sends the replies of the commands run, and answers perr, parse's
+// error, after them.
+func (cn *conn) finish(perr error) error {
 	if cn.closed {
 		return nil
 	}

@@ -11,9 +11,13 @@ package resp
 // sockets. The epoll descriptor is itself pollable, so the loop waits for
 // it through Go's netpoller and never blocks a thread in epoll_wait.
 //
-// A loop must not wait. A connection that sends a command that may (a
-// write when every write is synced to disk, a whole-database check, a
-// backup, a compilation) leaves its loop for a goroutine of its own,
+// A loop must not wait. With fsync always, the loop runs the writes a
+// read brought, and a goroutine waits for their sync (one for all the
+// connections of the loop's turn: the log is ordered, so the last
+// write's sync covers the earlier ones); the connection reads nothing
+// meanwhile, and gets its replies once the sync is done. A connection
+// that sends a command that may wait otherwise (a whole-database check,
+// a backup, a compilation) leaves its loop for a goroutine of its own,
 // which serves it from then on through Go's netpoller, as on systems
 // without epoll. Replies that do not fit in the socket's buffer wait in
 // the connection, which reads nothing more until they are sent
@@ -51,8 +55,12 @@ type loop struct {
 	now    time.Time        // when the loop last woke
 	tick   time.Time        // when it next looks for idle and stuck connections
 
+	// syncing are the connections of this turn whose writes wait for a
+	// sync; they are out of conns and of the epoll set until it is done.
+	syncing []*lconn
+
 	mu      sync.Mutex
-	inbox   []*lconn // new connections to take
+	inbox   []*lconn // connections to take: new ones, and ones back from a sync
 	rung    bool     // wake was rung and not read yet
 	stopped bool     // run has returned or will: nothing more is taken, wake is not rung
 	done    chan struct{}
@@ -68,6 +76,12 @@ type lconn struct {
 	writing bool      // waiting for room to send cn.out; reads nothing meanwhile
 	closing bool      // send cn.out, then close
 	lastIO  time.Time // the last read or write
+	// syncing: its writes wait for a sync (see loop.syncing); perr is
+	// the parse error to answer after their replies, and synced how the
+	// sync went.
+	syncing bool
+	perr    error
+	synced  error
 }
 
 // sock is a loop connection's socket: a descriptor of its own, taken
@@ -304,16 +318,18 @@ func (l *loop) adopt(lc *lconn) {
 	l.post(lc)
 }
 
-// post gives the loop a new connection. If the loop has stopped, the
-// connection is released here.
-func (l *loop) post(lc *lconn) {
+// post gives the loop connections, new or back from a sync. If the loop
+// has stopped, they are released here.
+func (l *loop) post(lcs ...*lconn) {
 	l.mu.Lock()
 	if l.stopped {
 		l.mu.Unlock()
-		l.s.release(lc.sk, lc.c, net.ErrClosed)
+		for _, lc := range lcs {
+			l.s.release(lc.sk, lc.c, net.ErrClosed)
+		}
 		return
 	}
-	l.inbox = append(l.inbox, lc)
+	l.inbox = append(l.inbox, lcs...)
 	l.ring()
 	l.mu.Unlock()
 }
@@ -381,6 +397,9 @@ func (l *loop) run() {
 				l.serve(lc)
 			}
 		}
+		if len(l.syncing) > 0 {
+			l.sync()
+		}
 		if !l.now.Before(l.tick) {
 			l.expire()
 			l.tick = l.now.Add(loopTick)
@@ -403,9 +422,35 @@ func (l *loop) takeInbox() bool {
 	for _, lc := range in {
 		l.conns[int32(lc.sk.fd)] = lc
 		lc.lastIO = l.now
-		l.arm(lc, unix.EPOLLIN)
+		if !lc.syncing {
+			l.arm(lc, unix.EPOLLIN)
+			continue
+		}
+		// Back from a sync: send the replies, if the writes are durable.
+		perr, synced := lc.perr, lc.synced
+		lc.syncing, lc.perr, lc.synced = false, nil, nil
+		if synced != nil {
+			l.s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", lc.c.id, "err", synced)
+			lc.cn.out = lc.cn.out[:0]
+			l.drop(lc, synced)
+			continue
+		}
+		l.finish(lc, perr)
 	}
 	return !stopped
+}
+
+// sync hands the connections whose writes wait for a sync to a
+// goroutine, which waits for all of them in turn and hands them back.
+func (l *loop) sync() {
+	batch := l.syncing
+	l.syncing = nil
+	go func() {
+		for _, lc := range batch {
+			lc.synced = lc.c.syncPending()
+		}
+		l.post(batch...)
+	}()
 }
 
 // arm puts the connection's socket in the epoll set, waiting for events.
@@ -447,7 +492,24 @@ func (l *loop) serve(lc *lconn) {
 		l.offload(lc, perr)
 		return
 	}
-	err = cn.run(perr, lc.c.runner)
+	cn.runAll(lc.c.runner)
+	if len(lc.c.pending) > 0 && !cn.closed {
+		// Writes wait for a sync: their replies wait with them.
+		l.disarm(lc)
+		delete(l.conns, int32(lc.sk.fd))
+		lc.syncing, lc.perr = true, perr
+		l.syncing = append(l.syncing, lc)
+		return
+	}
+	l.finish(lc, perr)
+}
+
+// finish sends the replies of the commands a read brought, answers the
+// parse error, if any, after them, and settles what the connection waits
+// for next.
+func (l *loop) finish(lc *lconn, perr error) {
+	cn := lc.cn
+	err := cn.finish(perr)
 	if err != nil && !errors.As(err, new(protocolError)) {
 		l.drop(lc, err)
 		return
@@ -522,6 +584,7 @@ func (s *Server) detach(lc *lconn, perr error) {
 	defer s.conns.Done()
 	s.ownGoroutines.Add(1)
 	defer s.ownGoroutines.Add(-1)
+	lc.c.deferSync = false // its own goroutine waits for its syncs
 	cn := lc.cn
 	err := lc.sk.detach()
 	if err == nil {
@@ -566,9 +629,10 @@ func (l *loop) shutdown() {
 	l.inbox = nil
 	unix.Close(l.wake)
 	l.mu.Unlock()
-	for _, lc := range in {
-		l.s.release(lc.sk, lc.c, net.ErrClosed)
+	for _, lc := range append(in, l.syncing...) {
+		l.s.release(lc.sk, lc.c, net.ErrClosed) // waits for their syncs
 	}
+	l.syncing = nil
 	for _, lc := range l.conns {
 		l.drop(lc, net.ErrClosed)
 	}
@@ -598,6 +662,7 @@ func (s *Server) serveLoop(nc net.Conn) {
 		s.conns.Done()
 		return
 	}
+	c.deferSync = s.syncWrites
 	l := s.loops[s.nextLoop%len(s.loops)]
 	s.nextLoop++
 	l.adopt(&lconn{sk: k, cn: cn, c: c})

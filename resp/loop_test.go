@@ -10,10 +10,13 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/legiondb/legion"
+	"github.com/redis/go-redis/v9"
 )
 
 // modes are the two ways a server serves connections; the tests below
@@ -313,7 +316,8 @@ func TestMustWait(t *testing.T) {
 			{"LEGION.CHECK", true},
 			{"LEGION.BACKUP /tmp/x", true},
 			{"LEGION.SCRIPT USE abc", true},
-			{"LEGION.APPLY k e", fsync == legion.FsyncAlways},
+			// A loop waits for a write's sync off the loop.
+			{"LEGION.APPLY k e", false},
 		} {
 			var args [][]byte
 			for _, a := range strings.Fields(tc.cmd) {
@@ -323,6 +327,15 @@ func TestMustWait(t *testing.T) {
 			if got := s.mustWait(reqs); got != tc.waits {
 				t.Errorf("fsync %v: %q waits = %v, want %v", fsync, tc.cmd, got, tc.waits)
 			}
+		}
+		// More writes in one read than a pipeline holds before it syncs:
+		// with fsync always the connection would sync in the middle.
+		var many []request
+		for range maxDeferred {
+			many = append(many, request{Args: [][]byte{[]byte("LEGION.APPLY"), []byte("k"), []byte("e")}})
+		}
+		if got := s.mustWait(many); got != (fsync == legion.FsyncAlways) {
+			t.Errorf("fsync %v: %d writes in one read wait = %v", fsync, len(many), got)
 		}
 	}
 }
@@ -456,3 +469,137 @@ func churn(addr string, seed int) error {
 	}
 	return nil
 }
+
+// gatedFS holds every sync of pebble's write-ahead log while closed.
+type gatedFS struct {
+	vfs.FS
+	mu   sync.Mutex
+	gate chan struct{} // nil while open
+}
+
+func (g *gatedFS) close() {
+	g.mu.Lock()
+	g.gate = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gatedFS) open() {
+	g.mu.Lock()
+	close(g.gate)
+	g.gate = nil
+	g.mu.Unlock()
+}
+
+func (g *gatedFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return &gatedFile{File: f, fs: g}, nil
+}
+
+func (g *gatedFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := g.FS.Create(name, cat)
+	return g.wrap(name, f, err)
+}
+
+func (g *gatedFS) ReuseForWrite(old, name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := g.FS.ReuseForWrite(old, name, cat)
+	return g.wrap(name, f, err)
+}
+
+type gatedFile struct {
+	vfs.File
+	fs *gatedFS
+}
+
+func (f *gatedFile) wait() {
+	f.fs.mu.Lock()
+	gate := f.fs.gate
+	f.fs.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+}
+
+func (f *gatedFile) Sync() error     { f.wait(); return f.File.Sync() }
+func (f *gatedFile) SyncData() error { f.wait(); return f.File.SyncData() }
+func (f *gatedFile) SyncTo(n int64) (bool, error) {
+	f.wait()
+	return f.File.SyncTo(n)
+}
+
+// TestRepliesWaitForTheSync: with fsync always, no reply to a write is
+// sent before the log holding it is synced — and while a connection's
+// writes wait for their sync, its loop serves the other clients.
+func TestRepliesWaitForTheSync(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			fs := &gatedFS{FS: vfs.NewMem()}
+			cfg := legion.DefaultConfig()
+			cfg.FS, cfg.DataDir = fs, "db"
+			db, err := legion.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := New(db, Config{EventLoops: m.loops})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln)
+			defer func() {
+				srv.Shutdown()
+				db.Close()
+			}()
+			c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
+			defer c.Close()
+			ctx := context.Background()
+			if err := c.Do(ctx, "SCRIPT", "LOAD", counterHandler).Err(); err != nil {
+				t.Fatal(err)
+			}
+			// SCRIPT LOAD moved c's connection off the loop: the reader is
+			// another client.
+			reader := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
+			defer reader.Close()
+			nc := dialServer(t, ln.Addr().String())
+			rd := bufio.NewReader(nc)
+			for round := range 3 {
+				fs.close()
+				// One write alone, then a pipeline of three.
+				req := "LEGION.APPLY k incr\r\n"
+				if round > 0 {
+					req = strings.Repeat(req, 3)
+				}
+				nc.Write([]byte(req))
+				nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				if b, err := rd.ReadByte(); err == nil {
+					fs.open()
+					t.Fatalf("round %d: a reply (%q…) came before the sync", round, b)
+				}
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := reader.Do(pctx, "LEGION.GET", "k").Err()
+				cancel()
+				if err != nil {
+					fs.open()
+					t.Fatalf("round %d: another client while a write waits for its sync: %v", round, err)
+				}
+				fs.open()
+				nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for range strings.Count(req, "\n") {
+					if _, err := rd.ReadString('\n'); err != nil {
+						t.Fatalf("round %d: after the sync: %v", round, err)
+					}
+				}
+			}
+			if got := c.Do(ctx, "LEGION.GET", "k").Val(); got != `{"count":7}` {
+				t.Fatalf("state %v after 7 writes", got)
+			}
+		})
+	}
+}
+
+const counterHandler = `function apply(event, state, ctx)
+  state = state or { count = 0 }
+  state.count = state.count + 1
+  return state.count, state
+end`

@@ -99,8 +99,9 @@ type Server struct {
 	// ownGoroutines counts the connections served by a goroutine of
 	// their own (INFO's goroutine_clients).
 	ownGoroutines atomic.Int64
-	// syncWrites: every write waits for a disk sync, so a connection
-	// that writes leaves its event loop (see command.waits).
+	// syncWrites: every write waits for a disk sync. An event loop waits
+	// for LEGION.APPLY's off the loop (client.deferSync); other writes
+	// move their connection off it (see mustWait).
 	syncWrites bool
 	nextID     atomic.Int64
 	// closing is set by Shutdown, which then waits for every client's busy
@@ -192,7 +193,11 @@ type client struct {
 	// pending holds the durability waits of writes whose replies are
 	// buffered but not yet sent (owned by the connection's goroutine).
 	pending []func() error
-	held    int // writes applied but not yet durable and answered
+	// deferSync: the connection's event loop waits for pending after the
+	// commands of a read have run, off the loop, and sends their replies
+	// then; the commands leave pending to it.
+	deferSync bool
+	held      int // writes applied but not yet durable and answered
 	// ahead holds the results of writes of the pipeline applied with an
 	// earlier one, to answer when their commands' turn comes; writes and
 	// results are buffers for ApplyBatch (owned by the connection's
@@ -433,7 +438,7 @@ func (s *Server) serveRESP(c *client, args [][]byte) {
 	// The next command's clock starts where this one's stopped, unless
 	// the connection waits for something first (a sync, a flush).
 	c.chained = more
-	if len(c.pending) > 0 && len(c.ahead) == 0 && (w.closeAfter || s.closing.Load() || !more || c.held >= maxDeferred) {
+	if len(c.pending) > 0 && len(c.ahead) == 0 && (w.closeAfter || s.closing.Load() || !more && !c.deferSync || c.held >= maxDeferred) {
 		c.chained = false
 		if err := c.syncPending(); err != nil {
 			s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
