@@ -26,6 +26,13 @@ var modes = []struct {
 	loops int
 }{{"goroutines", -1}, {"one-loop", 1}}
 
+// inModes runs test once in each mode.
+func inModes(t *testing.T, test func(t *testing.T, loops int)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { test(t, m.loops) })
+	}
+}
+
 func dialServer(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
@@ -85,148 +92,138 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // The other clients (on the same loop, in loop mode) are served
 // meanwhile; then the slow client gets every reply, whole and in order.
 func TestSlowReaderHoldsOnlyItself(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			_, c := startWith(t, Config{EventLoops: m.loops})
-			nc := dialServer(t, c.Options().Addr)
-			req, want := echoPipeline(200, 64<<10)
-			sent := make(chan error, 1)
-			go func() { _, err := nc.Write(req); sent <- err }()
-			time.Sleep(200 * time.Millisecond) // the replies back up
-			for range 20 {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				err := c.Ping(ctx).Err()
-				cancel()
-				if err != nil {
-					t.Fatalf("another client while one reads slowly: %v", err)
-				}
+	inModes(t, func(t *testing.T, loops int) {
+		_, c := startWith(t, Config{EventLoops: loops})
+		nc := dialServer(t, c.Options().Addr)
+		req, want := echoPipeline(200, 64<<10)
+		sent := make(chan error, 1)
+		go func() { _, err := nc.Write(req); sent <- err }()
+		time.Sleep(200 * time.Millisecond) // the replies back up
+		for range 20 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := c.Ping(ctx).Err()
+			cancel()
+			if err != nil {
+				t.Fatalf("another client while one reads slowly: %v", err)
 			}
-			readBulks(t, bufio.NewReader(nc), want)
-			if err := <-sent; err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		}
+		readBulks(t, bufio.NewReader(nc), want)
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestQuitAfterLargeReplies: QUIT after a pipeline whose replies wait for
 // the client to read them closes the connection only after all of them.
 func TestQuitAfterLargeReplies(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			_, c := startWith(t, Config{EventLoops: m.loops})
-			nc := dialServer(t, c.Options().Addr)
-			req, want := echoPipeline(100, 32<<10)
-			go nc.Write(append(req, "QUIT\r\n"...))
-			time.Sleep(200 * time.Millisecond)
-			rd := bufio.NewReader(nc)
-			readBulks(t, rd, want)
-			if line, err := rd.ReadString('\n'); line != "+OK\r\n" {
-				t.Fatalf("QUIT answered %q (%v)", line, err)
-			}
-			if b, err := rd.ReadByte(); err != io.EOF {
-				t.Fatalf("after QUIT read %q, %v; want EOF", b, err)
-			}
-		})
-	}
+	inModes(t, func(t *testing.T, loops int) {
+		_, c := startWith(t, Config{EventLoops: loops})
+		nc := dialServer(t, c.Options().Addr)
+		req, want := echoPipeline(100, 32<<10)
+		go nc.Write(append(req, "QUIT\r\n"...))
+		time.Sleep(200 * time.Millisecond)
+		rd := bufio.NewReader(nc)
+		readBulks(t, rd, want)
+		if line, err := rd.ReadString('\n'); line != "+OK\r\n" {
+			t.Fatalf("QUIT answered %q (%v)", line, err)
+		}
+		if b, err := rd.ReadByte(); err != io.EOF {
+			t.Fatalf("after QUIT read %q, %v; want EOF", b, err)
+		}
+	})
 }
 
 // TestStuckReaderIsDropped: a client that takes no replies for the write
 // timeout is disconnected; the others go on.
 func TestStuckReaderIsDropped(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			srv, c := startWith(t, Config{EventLoops: m.loops, WriteTimeout: 300 * time.Millisecond})
-			if err := c.Ping(context.Background()).Err(); err != nil {
-				t.Fatal(err)
-			}
-			nc := dialServer(t, c.Options().Addr)
-			req, _ := echoPipeline(200, 64<<10)
-			go nc.Write(req)
-			waitFor(t, "the stuck client to be connected", func() bool { return srv.Clients() == 2 })
-			waitFor(t, "the stuck client to be dropped", func() bool { return srv.Clients() == 1 })
-			if err := c.Ping(context.Background()).Err(); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	inModes(t, func(t *testing.T, loops int) {
+		srv, c := startWith(t, Config{EventLoops: loops, WriteTimeout: 300 * time.Millisecond})
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		nc := dialServer(t, c.Options().Addr)
+		req, _ := echoPipeline(200, 64<<10)
+		go nc.Write(req)
+		waitFor(t, "the stuck client to be connected", func() bool { return srv.Clients() == 2 })
+		waitFor(t, "the stuck client to be dropped", func() bool { return srv.Clients() == 1 })
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestIdleClientIsClosed: IdleTimeout closes a connection that sends
 // nothing, and only after it has been idle that long.
 func TestIdleClientIsClosed(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			_, c := startWith(t, Config{EventLoops: m.loops, IdleTimeout: 300 * time.Millisecond})
-			nc := dialServer(t, c.Options().Addr)
-			rd := bufio.NewReader(nc)
-			start := time.Now()
-			// Busy for longer than the timeout: never closed meanwhile.
-			for time.Since(start) < 600*time.Millisecond {
-				time.Sleep(50 * time.Millisecond)
-				nc.Write([]byte("PING\r\n"))
-				if line, err := rd.ReadString('\n'); line != "+PONG\r\n" {
-					t.Fatalf("PING: %q, %v", line, err)
-				}
+	inModes(t, func(t *testing.T, loops int) {
+		_, c := startWith(t, Config{EventLoops: loops, IdleTimeout: 300 * time.Millisecond})
+		nc := dialServer(t, c.Options().Addr)
+		rd := bufio.NewReader(nc)
+		start := time.Now()
+		// Busy for longer than the timeout: never closed meanwhile.
+		for time.Since(start) < 600*time.Millisecond {
+			time.Sleep(50 * time.Millisecond)
+			nc.Write([]byte("PING\r\n"))
+			if line, err := rd.ReadString('\n'); line != "+PONG\r\n" {
+				t.Fatalf("PING: %q, %v", line, err)
 			}
-			idleFrom := time.Now()
-			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if b, err := rd.ReadByte(); err != io.EOF {
-				t.Fatalf("idle connection read %q, %v; want EOF", b, err)
-			}
-			if d := time.Since(idleFrom); d < 250*time.Millisecond {
-				t.Fatalf("closed after %v idle, before the timeout", d)
-			}
-		})
-	}
+		}
+		idleFrom := time.Now()
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if b, err := rd.ReadByte(); err != io.EOF {
+			t.Fatalf("idle connection read %q, %v; want EOF", b, err)
+		}
+		if d := time.Since(idleFrom); d < 250*time.Millisecond {
+			t.Fatalf("closed after %v idle, before the timeout", d)
+		}
+	})
 }
 
 // TestWaitingCommandLeavesTheLoop: a command that waits (a disk sync, a
 // backup) moves its connection off the loop, so the loop's other clients
 // are served while it waits; the moved connection goes on working.
 func TestWaitingCommandLeavesTheLoop(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			started, release := make(chan struct{}), make(chan struct{})
-			park := &command{name: "park", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) {
-				close(started)
-				<-release
-				w.status("DONE")
-			}}
-			_, c := startWith(t, Config{EventLoops: m.loops}, park)
-			nc := dialServer(t, c.Options().Addr)
-			rd := bufio.NewReader(nc)
-			nc.Write([]byte("PARK\r\n"))
-			<-started
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := c.Ping(ctx).Err(); err != nil {
-				close(release)
-				t.Fatalf("another client while one waits: %v", err)
-			}
+	inModes(t, func(t *testing.T, loops int) {
+		started, release := make(chan struct{}), make(chan struct{})
+		park := &command{name: "park", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) {
+			close(started)
+			<-release
+			w.status("DONE")
+		}}
+		_, c := startWith(t, Config{EventLoops: loops}, park)
+		nc := dialServer(t, c.Options().Addr)
+		rd := bufio.NewReader(nc)
+		nc.Write([]byte("PARK\r\n"))
+		<-started
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.Ping(ctx).Err(); err != nil {
 			close(release)
-			if line, err := rd.ReadString('\n'); line != "+DONE\r\n" {
-				t.Fatalf("PARK: %q, %v", line, err)
+			t.Fatalf("another client while one waits: %v", err)
+		}
+		close(release)
+		if line, err := rd.ReadString('\n'); line != "+DONE\r\n" {
+			t.Fatalf("PARK: %q, %v", line, err)
+		}
+		nc.Write([]byte("PING\r\nECHO hi\r\n"))
+		for _, want := range []string{"+PONG\r\n", "$2\r\n", "hi\r\n"} {
+			if line, err := rd.ReadString('\n'); line != want {
+				t.Fatalf("after PARK: %q, %v; want %q", line, err, want)
 			}
-			nc.Write([]byte("PING\r\nECHO hi\r\n"))
-			for _, want := range []string{"+PONG\r\n", "$2\r\n", "hi\r\n"} {
-				if line, err := rd.ReadString('\n'); line != want {
-					t.Fatalf("after PARK: %q, %v; want %q", line, err, want)
-				}
+		}
+		// INFO tells the loops and the clients off them apart.
+		info := c.Info(ctx, "server", "clients").Val()
+		wantInfo := []string{"multiplexing_api:epoll", "event_loops:1", "goroutine_clients:1"}
+		if loops < 0 || !loopsAvailable {
+			wantInfo = []string{"multiplexing_api:goroutines", "event_loops:0", "goroutine_clients:2"}
+		}
+		for _, w := range wantInfo {
+			if !strings.Contains(info, w+"\r\n") {
+				t.Errorf("INFO lacks %q:\n%s", w, info)
 			}
-			// INFO tells the loops and the clients off them apart.
-			info := c.Info(ctx, "server", "clients").Val()
-			wantInfo := []string{"multiplexing_api:epoll", "event_loops:1", "goroutine_clients:1"}
-			if m.loops < 0 || !loopsAvailable {
-				wantInfo = []string{"multiplexing_api:goroutines", "event_loops:0", "goroutine_clients:2"}
-			}
-			for _, w := range wantInfo {
-				if !strings.Contains(info, w+"\r\n") {
-					t.Errorf("INFO lacks %q:\n%s", w, info)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // openFDs counts this process's open descriptors.
@@ -246,48 +243,35 @@ func TestConnectionsReleaseDescriptors(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("counts descriptors in /proc")
 	}
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			hop := &command{name: "hop", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) { w.ok() }}
-			srv, c := startWith(t, Config{EventLoops: m.loops}, hop)
-			ctx := context.Background()
-			if err := c.Ping(ctx).Err(); err != nil {
+	inModes(t, func(t *testing.T, loops int) {
+		hop := &command{name: "hop", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) { w.ok() }}
+		srv, c := startWith(t, Config{EventLoops: loops}, hop)
+		ctx := context.Background()
+		if err := c.Ping(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		base := openFDs(t)
+		for i := range 40 {
+			nc, err := net.Dial("tcp", c.Options().Addr)
+			if err != nil {
 				t.Fatal(err)
 			}
-			base := openFDs(t)
-			for i := range 40 {
-				nc, err := net.Dial("tcp", c.Options().Addr)
-				if err != nil {
+			// QUIT, the client hanging up, CLIENT KILL, a protocol error,
+			// leaving the loop.
+			send := []string{"QUIT", "PING", "CLIENT ID", "*x", "HOP"}[i%5]
+			nc.Write([]byte(send + "\r\n"))
+			line, _ := bufio.NewReader(nc).ReadString('\n')
+			if send == "CLIENT ID" {
+				if err := c.ClientKillByFilter(ctx, "ID", strings.TrimSpace(line[1:])).Err(); err != nil {
 					t.Fatal(err)
 				}
-				rd := bufio.NewReader(nc)
-				switch i % 5 {
-				case 0:
-					nc.Write([]byte("QUIT\r\n"))
-					rd.ReadString('\n')
-				case 1:
-					nc.Write([]byte("PING\r\n"))
-					rd.ReadString('\n')
-				case 2:
-					nc.Write([]byte("CLIENT ID\r\n"))
-					line, _ := rd.ReadString('\n')
-					if err := c.ClientKillByFilter(ctx, "ID", strings.TrimSpace(line[1:])).Err(); err != nil {
-						t.Fatal(err)
-					}
-				case 3:
-					nc.Write([]byte("*x\r\n"))
-					rd.ReadString('\n')
-				case 4:
-					nc.Write([]byte("HOP\r\n"))
-					rd.ReadString('\n')
-				}
-				nc.Close()
 			}
-			waitFor(t, "every connection to be released", func() bool {
-				return srv.Clients() == 1 && openFDs(t) <= base
-			})
+			nc.Close()
+		}
+		waitFor(t, "every connection to be released", func() bool {
+			return srv.Clients() == 1 && openFDs(t) <= base
 		})
-	}
+	})
 }
 
 // TestMustWait: the commands an event loop hands to a goroutine are the
@@ -413,6 +397,15 @@ func churn(addr string, seed int) error {
 		}
 		return dial()
 	}
+	// exchange sends, expects the replies, and, if the server then
+	// closes, the end of the connection (and dials again).
+	exchange := func(send, want string, closes bool) error {
+		nc.Write([]byte(send))
+		if err := expect(want); err != nil || !closes {
+			return err
+		}
+		return eof()
+	}
 	for range 100 {
 		switch rng.IntN(6) {
 		case 0, 1: // a pipeline, written in random pieces
@@ -440,24 +433,15 @@ func churn(addr string, seed int) error {
 				return err
 			}
 		case 2: // leave the loop, then go on
-			nc.Write([]byte("HOP\r\nPING\r\n"))
-			if err := expect("+OK\r\n+PONG\r\n"); err != nil {
+			if err := exchange("HOP\r\nPING\r\n", "+OK\r\n+PONG\r\n", false); err != nil {
 				return err
 			}
 		case 3:
-			nc.Write([]byte("PING\r\nQUIT\r\nPING\r\n"))
-			if err := expect("+PONG\r\n+OK\r\n"); err != nil {
-				return err
-			}
-			if err := eof(); err != nil {
+			if err := exchange("PING\r\nQUIT\r\nPING\r\n", "+PONG\r\n+OK\r\n", true); err != nil {
 				return err
 			}
 		case 4:
-			nc.Write([]byte("PING\r\n*1\r\n$x\r\n"))
-			if err := expect("+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"); err != nil {
-				return err
-			}
-			if err := eof(); err != nil {
+			if err := exchange("PING\r\n*1\r\n$x\r\n", "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n", true); err != nil {
 				return err
 			}
 		case 5: // hang up in the middle of a command
@@ -532,70 +516,68 @@ func (f *gatedFile) SyncTo(n int64) (bool, error) {
 // sent before the log holding it is synced — and while a connection's
 // writes wait for their sync, its loop serves the other clients.
 func TestRepliesWaitForTheSync(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			fs := &gatedFS{FS: vfs.NewMem()}
-			cfg := legion.DefaultConfig()
-			cfg.FS, cfg.DataDir = fs, "db"
-			db, err := legion.Open(cfg)
-			if err != nil {
-				t.Fatal(err)
+	inModes(t, func(t *testing.T, loops int) {
+		fs := &gatedFS{FS: vfs.NewMem()}
+		cfg := legion.DefaultConfig()
+		cfg.FS, cfg.DataDir = fs, "db"
+		db, err := legion.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := New(db, Config{EventLoops: loops})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ln)
+		defer func() {
+			srv.Shutdown()
+			db.Close()
+		}()
+		c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
+		defer c.Close()
+		ctx := context.Background()
+		if err := c.Do(ctx, "SCRIPT", "LOAD", counterHandler).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// SCRIPT LOAD moved c's connection off the loop: the reader is
+		// another client.
+		reader := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
+		defer reader.Close()
+		nc := dialServer(t, ln.Addr().String())
+		rd := bufio.NewReader(nc)
+		for round := range 3 {
+			fs.close()
+			// One write alone, then a pipeline of three.
+			req := "LEGION.APPLY k incr\r\n"
+			if round > 0 {
+				req = strings.Repeat(req, 3)
 			}
-			srv := New(db, Config{EventLoops: m.loops})
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go srv.Serve(ln)
-			defer func() {
-				srv.Shutdown()
-				db.Close()
-			}()
-			c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
-			defer c.Close()
-			ctx := context.Background()
-			if err := c.Do(ctx, "SCRIPT", "LOAD", counterHandler).Err(); err != nil {
-				t.Fatal(err)
-			}
-			// SCRIPT LOAD moved c's connection off the loop: the reader is
-			// another client.
-			reader := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
-			defer reader.Close()
-			nc := dialServer(t, ln.Addr().String())
-			rd := bufio.NewReader(nc)
-			for round := range 3 {
-				fs.close()
-				// One write alone, then a pipeline of three.
-				req := "LEGION.APPLY k incr\r\n"
-				if round > 0 {
-					req = strings.Repeat(req, 3)
-				}
-				nc.Write([]byte(req))
-				nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-				if b, err := rd.ReadByte(); err == nil {
-					fs.open()
-					t.Fatalf("round %d: a reply (%q…) came before the sync", round, b)
-				}
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := reader.Do(pctx, "LEGION.GET", "k").Err()
-				cancel()
-				if err != nil {
-					fs.open()
-					t.Fatalf("round %d: another client while a write waits for its sync: %v", round, err)
-				}
+			nc.Write([]byte(req))
+			nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if b, err := rd.ReadByte(); err == nil {
 				fs.open()
-				nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-				for range strings.Count(req, "\n") {
-					if _, err := rd.ReadString('\n'); err != nil {
-						t.Fatalf("round %d: after the sync: %v", round, err)
-					}
+				t.Fatalf("round %d: a reply (%q…) came before the sync", round, b)
+			}
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := reader.Do(pctx, "LEGION.GET", "k").Err()
+			cancel()
+			if err != nil {
+				fs.open()
+				t.Fatalf("round %d: another client while a write waits for its sync: %v", round, err)
+			}
+			fs.open()
+			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for range strings.Count(req, "\n") {
+				if _, err := rd.ReadString('\n'); err != nil {
+					t.Fatalf("round %d: after the sync: %v", round, err)
 				}
 			}
-			if got := c.Do(ctx, "LEGION.GET", "k").Val(); got != `{"count":7}` {
-				t.Fatalf("state %v after 7 writes", got)
-			}
-		})
-	}
+		}
+		if got := c.Do(ctx, "LEGION.GET", "k").Val(); got != `{"count":7}` {
+			t.Fatalf("state %v after 7 writes", got)
+		}
+	})
 }
 
 const counterHandler = `function apply(event, state, ctx)
