@@ -279,11 +279,13 @@ func applyMode(opts [][]byte) (legion.Mode, bool) {
 // pipeline holds before it syncs.
 func (s *Server) mustWait(reqs []request) bool {
 	applies := 0
-	for _, r := range reqs {
+	for i := range reqs {
+		r := &reqs[i]
 		cmd := lookup(s.commands, r.Args[0])
 		if cmd == nil {
 			continue
 		}
+		r.cmd = cmd // dispatch need not look it up again
 		if cmd.subcommands != nil && len(r.Args) > 1 {
 			if sub := lookup(cmd.subcommands, r.Args[1]); sub != nil {
 				cmd = sub

@@ -43,8 +43,12 @@ type conn struct {
 	closed bool   // close was called: serve nothing more
 }
 
-// request is one parsed command.
-type request struct{ Args [][]byte }
+// request is one parsed command. cmd is its entry in the command table
+// when an event loop has looked it up already (nil otherwise).
+type request struct {
+	Args [][]byte
+	cmd  *command
+}
 
 const (
 	readMin    = 4 << 10  // the read buffer's size; with less room than this after the unparsed bytes, fill moves them to the front
@@ -113,7 +117,7 @@ func (cn *conn) pipeline() []request { return cn.reqs[cn.next+1:] }
 
 // serve runs the connection until the client leaves, a command closes
 // it, or it fails; run is called for each command in order.
-func (cn *conn) serve(run func(args [][]byte)) error {
+func (cn *conn) serve(run func(r *request)) error {
 	for {
 		if err := cn.fill(); err != nil {
 			return err
@@ -126,21 +130,21 @@ func (cn *conn) serve(run func(args [][]byte)) error {
 
 // process runs the complete commands that reads have brought, then sends
 // their replies.
-func (cn *conn) process(run func(args [][]byte)) error {
+func (cn *conn) process(run func(r *request)) error {
 	return cn.run(cn.parse(), run)
 }
 
 // run runs the parsed commands, then sends their replies; perr is
 // parse's error, answered after them.
-func (cn *conn) run(perr error, run func(args [][]byte)) error {
+func (cn *conn) run(perr error, run func(r *request)) error {
 	cn.runAll(run)
 	return cn.finish(perr)
 }
 
 // runAll runs the parsed commands, and forgets them.
-func (cn *conn) runAll(run func(args [][]byte)) {
+func (cn *conn) runAll(run func(r *request)) {
 	for cn.next = 0; cn.next < len(cn.reqs) && !cn.closed; cn.next++ {
-		run(cn.reqs[cn.next].Args)
+		run(&cn.reqs[cn.next])
 	}
 	cn.reset()
 }

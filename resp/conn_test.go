@@ -24,9 +24,9 @@ func protoLimits() *limits {
 func serveAll(nc net.Conn) ([]string, error) {
 	var got []string
 	cn := newConn(nc, protoLimits())
-	err := cn.serve(func(args [][]byte) {
-		s := make([]string, len(args))
-		for i, a := range args {
+	err := cn.serve(func(r *request) {
+		s := make([]string, len(r.Args))
+		for i, a := range r.Args {
 			s[i] = string(a)
 		}
 		got = append(got, fmt.Sprint(s))
@@ -162,9 +162,9 @@ func FuzzConnParse(f *testing.F) {
 		// Round trip the commands of the whole read through multibulks.
 		var args [][]string
 		cn := newConn(&chunkConn{chunks: [][]byte{bytes.Clone(data)}}, protoLimits())
-		cn.serve(func(a [][]byte) {
-			s := make([]string, len(a))
-			for i, x := range a {
+		cn.serve(func(r *request) {
+			s := make([]string, len(r.Args))
+			for i, x := range r.Args {
 				s[i] = string(x)
 			}
 			args = append(args, s)
@@ -203,7 +203,7 @@ func TestConnParsesWithoutAllocating(t *testing.T) {
 	}
 	cn := newConn(nil, protoLimits())
 	ran := 0
-	run := func(args [][]byte) { ran += len(args) }
+	run := func(r *request) { ran += len(r.Args) }
 	next := 0
 	allocs := testing.AllocsPerRun(runs, func() {
 		cn.nc = sources[next]
@@ -236,9 +236,9 @@ func TestConnResumesPartialCommands(t *testing.T) {
 	src := &chunkConn{}
 	cn := newConn(src, protoLimits())
 	var got []string
-	run := func(args [][]byte) {
-		s := make([]string, len(args))
-		for i, a := range args {
+	run := func(r *request) {
+		s := make([]string, len(r.Args))
+		for i, a := range r.Args {
 			s[i] = string(a)
 		}
 		got = append(got, fmt.Sprintf("%d %s %s", len(s), s[0], s[len(s)-1]))

@@ -73,8 +73,7 @@ type lconn struct {
 	c  *client
 
 	armed   bool      // its socket is in the loop's epoll set
-	writing bool      // waiting for room to send cn.out; reads nothing meanwhile
-	closing bool      // send cn.out, then close
+	writing bool      // waiting for room to send cn.out (then close, if cn.closed); reads nothing meanwhile
 	lastIO  time.Time // the last read or write
 	// syncing: its writes wait for a sync (see loop.syncing); perr is
 	// the parse error to answer after their replies, and synced how the
@@ -430,7 +429,7 @@ func (l *loop) takeInbox() bool {
 		perr, synced := lc.perr, lc.synced
 		lc.syncing, lc.perr, lc.synced = false, nil, nil
 		if synced != nil {
-			l.s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", lc.c.id, "err", synced)
+			l.s.notDurable(lc.c, synced)
 			lc.cn.out = lc.cn.out[:0]
 			l.drop(lc, synced)
 			continue
@@ -539,7 +538,6 @@ func (l *loop) settle(lc *lconn) {
 			}
 			l.arm(lc, unix.EPOLLOUT)
 		}
-		lc.closing = cn.closed
 		return
 	}
 	if cn.closed {
@@ -562,7 +560,7 @@ func (l *loop) send(lc *lconn) {
 	if len(lc.cn.out) < n {
 		lc.lastIO = l.now
 	}
-	if len(lc.cn.out) == 0 && lc.closing {
+	if len(lc.cn.out) == 0 && lc.cn.closed {
 		lc.cn.nc.Close()
 	}
 	l.settle(lc)

@@ -184,7 +184,7 @@ type client struct {
 	created time.Time
 	w       writer // owned by the connection's goroutine
 	// runner runs one command of the connection.
-	runner func(args [][]byte)
+	runner func(r *request)
 	authed bool // owned by the connection's goroutine
 	// busy is raised while a command of the connection runs (see
 	// Server.closing). It is the connection's own, so a command touches
@@ -351,7 +351,7 @@ func (s *Server) accept(cn *conn) *client {
 		created: time.Now(),
 	}
 	c.lastAt = c.created
-	c.runner = func(args [][]byte) { s.serveRESP(c, args) }
+	c.runner = func(r *request) { s.serveRESP(c, r) }
 	s.clients[c.id] = c
 	s.clientsMu.Unlock()
 	s.stats.connections.Add(1)
@@ -381,6 +381,11 @@ const (
 	flushReplies = 64 << 10
 )
 
+// notDurable logs why a connection closes with its writes unanswered.
+func (s *Server) notDurable(c *client, err error) {
+	s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
+}
+
 // isLoopback reports whether a "host:port" address is on the loopback
 // interface.
 func isLoopback(addr string) bool {
@@ -406,7 +411,7 @@ func (s *Server) closed(c *client, err error) {
 // serveRESP runs one command. A panic in a command is recovered, logged
 // with its stack, and answered with an error; the connection and the
 // server live on.
-func (s *Server) serveRESP(c *client, args [][]byte) {
+func (s *Server) serveRESP(c *client, r *request) {
 	cn := c.conn
 	// Raised first, so the search view closed on the way out is closed
 	// while the command still counts as running.
@@ -428,7 +433,7 @@ func (s *Server) serveRESP(c *client, args [][]byte) {
 		return
 	}
 	s.stats.commands.Add(1)
-	s.run(c, args, w)
+	s.run(c, r, w)
 	cn.write(w.b)
 	// Replies are sent when the pipeline's last command has run (or the
 	// connection closes): before that, every deferred write must be durable.
@@ -441,7 +446,7 @@ func (s *Server) serveRESP(c *client, args [][]byte) {
 	if len(c.pending) > 0 && len(c.ahead) == 0 && (w.closeAfter || s.closing.Load() || !more && !c.deferSync || c.held >= maxDeferred) {
 		c.chained = false
 		if err := c.syncPending(); err != nil {
-			s.logger.Error("a write could not be made durable; closing the connection so it is not acknowledged", "client", c.id, "err", err)
+			s.notDurable(c, err)
 			cn.nc.Close()
 			return
 		}
@@ -472,7 +477,8 @@ func (s *Server) serveRESP(c *client, args [][]byte) {
 	}
 }
 
-func (s *Server) run(c *client, args [][]byte, w *writer) {
+func (s *Server) run(c *client, r *request, w *writer) {
+	args := r.Args
 	// Offsets from started (which has a monotonic reading) cost one read
 	// of the monotonic clock each, and no read of the wall clock; inside a
 	// pipeline, one command's end is the next one's start.
@@ -506,7 +512,7 @@ func (s *Server) run(c *client, args [][]byte, w *writer) {
 		c.lastCmd, c.lastAt = label, s.started.Add(start)
 		c.mu.Unlock()
 	}()
-	cmd = s.dispatch(c, args, w)
+	cmd = s.dispatch(c, r, w)
 }
 
 // lookup finds a command by name, case-insensitively, without allocating.
@@ -524,11 +530,15 @@ func lookup(table map[string]*command, name []byte) *command {
 	return table[string(buf[:len(name)])]
 }
 
-// dispatch finds the command (or subcommand) for args, checks its arity
+// dispatch finds the command (or subcommand) for r, checks its arity
 // and runs it. Subcommands see the whole argument list, as in Redis. It
 // returns the command found, if any.
-func (s *Server) dispatch(c *client, args [][]byte, w *writer) *command {
-	cmd := lookup(s.commands, args[0])
+func (s *Server) dispatch(c *client, r *request, w *writer) *command {
+	args := r.Args
+	cmd := r.cmd
+	if cmd == nil {
+		cmd = lookup(s.commands, args[0])
+	}
 	if cmd == nil {
 		if !c.authed && *s.requirePass.Load() != "" {
 			w.errorLine("NOAUTH Authentication required.")
