@@ -234,8 +234,9 @@ func cmdApply(s *Server, c *client, args [][]byte, w *writer) {
 	// before the pipeline's replies are sent. The replies of the later
 	// writes wait in c.ahead for their commands' turn.
 	writes := append(c.writes[:0], legion.Write{Key: args[1], Event: args[2], Mode: mode})
-	for _, cmd := range next {
-		if c.held+len(writes) >= maxDeferred || !s.isApply(cmd.Args) {
+	for i := range next {
+		cmd := &next[i]
+		if c.held+len(writes) >= maxDeferred || !s.isApply(cmd) {
 			break
 		}
 		m, ok := applyMode(cmd.Args[3:])
@@ -303,9 +304,15 @@ func (s *Server) mustWait(reqs []request) bool {
 	return false
 }
 
-// isApply reports whether args is a LEGION.APPLY that dispatch would run.
-func (s *Server) isApply(args [][]byte) bool {
-	return len(args) >= 3 && lookup(s.commands, args[0]) == s.applyCmd
+// isApply reports whether r is a LEGION.APPLY that dispatch would run.
+func (s *Server) isApply(r *request) bool {
+	if len(r.Args) < 3 {
+		return false
+	}
+	if r.cmd != nil {
+		return r.cmd == s.applyCmd // looked up by an event loop already
+	}
+	return lookup(s.commands, r.Args[0]) == s.applyCmd
 }
 
 // writeResult writes one write's output or error.
