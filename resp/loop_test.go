@@ -546,18 +546,29 @@ func TestRepliesWaitForTheSync(t *testing.T) {
 		defer reader.Close()
 		nc := dialServer(t, ln.Addr().String())
 		rd := bufio.NewReader(nc)
-		for round := range 3 {
+		count := 0
+		held := func(round int) {
+			nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if b, err := rd.ReadByte(); err == nil {
+				fs.open()
+				t.Fatalf("round %d: a reply (%q…) came before the sync", round, b)
+			}
+		}
+		for round := range 4 {
 			fs.close()
-			// One write alone, then a pipeline of three.
+			// One write alone, then pipelines of three; in the last
+			// round, one more write comes while the sync is held.
 			req := "LEGION.APPLY k incr\r\n"
 			if round > 0 {
 				req = strings.Repeat(req, 3)
 			}
 			nc.Write([]byte(req))
-			nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			if b, err := rd.ReadByte(); err == nil {
-				fs.open()
-				t.Fatalf("round %d: a reply (%q…) came before the sync", round, b)
+			held(round)
+			if round == 3 {
+				more := "LEGION.APPLY k incr\r\n"
+				nc.Write([]byte(more))
+				req += more
+				held(round)
 			}
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := reader.Do(pctx, "LEGION.GET", "k").Err()
@@ -569,13 +580,34 @@ func TestRepliesWaitForTheSync(t *testing.T) {
 			fs.open()
 			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 			for range strings.Count(req, "\n") {
-				if _, err := rd.ReadString('\n'); err != nil {
+				count++
+				line, err := rd.ReadString('\n')
+				if err != nil {
 					t.Fatalf("round %d: after the sync: %v", round, err)
+				}
+				if want := fmt.Sprintf(":%d\r\n", count); line != want {
+					t.Fatalf("round %d: reply %q, want %q", round, line, want)
 				}
 			}
 		}
-		if got := c.Do(ctx, "LEGION.GET", "k").Val(); got != `{"count":7}` {
-			t.Fatalf("state %v after 7 writes", got)
+		// A client that hangs up while its write waits for the sync: the
+		// write stands, and the loop goes on serving.
+		fs.close()
+		gone := dialServer(t, ln.Addr().String())
+		gone.Write([]byte("LEGION.APPLY k incr\r\n"))
+		time.Sleep(100 * time.Millisecond)
+		gone.Close()
+		time.Sleep(100 * time.Millisecond)
+		fs.open()
+		count++
+		nc.Write([]byte("LEGION.APPLY k incr\r\n"))
+		count++
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := rd.ReadString('\n'); err != nil || line != fmt.Sprintf(":%d\r\n", count) {
+			t.Fatalf("after a client hung up during its sync: %q, %v; want :%d", line, err, count)
+		}
+		if got, want := c.Do(ctx, "LEGION.GET", "k").Val(), fmt.Sprintf(`{"count":%d}`, count); got != want {
+			t.Fatalf("state %v, want %v", got, want)
 		}
 	})
 }
