@@ -36,6 +36,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -136,7 +137,7 @@ func (k *sock) Read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	for {
-		n, err := syscall.Read(k.fd, p)
+		n, err := rawRead(k.fd, p)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -160,7 +161,7 @@ func (k *sock) Write(p []byte) (int, error) {
 	total := 0
 	var deadline time.Time
 	for len(p) > 0 {
-		n, err := syscall.Write(k.fd, p)
+		n, err := rawWrite(k.fd, p)
 		if n > 0 {
 			total += n
 			p = p[n:]
@@ -344,7 +345,7 @@ func (l *loop) ring() {
 	if !l.rung {
 		l.rung = true
 		one := [8]byte{1}
-		unix.Write(l.wake, one[:])
+		rawWrite(l.wake, one[:])
 	}
 }
 
@@ -367,7 +368,7 @@ func (l *loop) run() {
 		var n int
 		var werr error
 		err := l.rc.Read(func(uintptr) bool {
-			n, werr = unix.EpollWait(l.ep, l.events, 0)
+			n, werr = rawEpollWait(l.ep, l.events)
 			if werr == unix.EINTR {
 				n, werr = 0, nil
 				return true
@@ -421,7 +422,7 @@ func (l *loop) run() {
 // once the loop is to stop.
 func (l *loop) takeInbox() bool {
 	var buf [8]byte
-	unix.Read(l.wake, buf[:])
+	rawRead(l.wake, buf[:])
 	l.mu.Lock()
 	in := l.inbox
 	l.inbox = nil
@@ -679,3 +680,52 @@ func (s *Server) serveLoop(nc net.Conn) {
 
 // loopsAvailable reports whether this platform has event loops.
 const loopsAvailable = true
+
+// Raw system calls
+//
+// A loop's reads, writes and epoll waits never block: its sockets and its
+// eventfd are non-blocking, and it polls epoll with a zero timeout. So it
+// makes them as raw system calls, without the runtime's bookkeeping for
+// calls that may block, whose side effect costs most: whenever every P has
+// been idle for a moment, as between a server's requests, the runtime's
+// monitor thread (sysmon) sleeps, and the next ordinary system call wakes
+// it and sets it polling every 20 µs again, until it finds nothing to do
+// and sleeps again. With unpipelined clients that cycle never ends, and
+// its wakeups and sleeps took about a fifth of the kernel time per
+// request (PING, 50 clients: 8.0–8.6 µs of system time per request with
+// ordinary calls, 6.2–6.8 µs with raw ones; Redis 6.6–7.8 µs). The race
+// detector does not see the kernel fill a raw read's buffer, which only
+// the loop uses.
+
+func rawRead(fd int, p []byte) (int, error) {
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, p []byte) (int, error) {
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
+
+// rawEpollWait takes the events ready in ep without waiting.
+func rawEpollWait(ep int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(n), nil
+}
