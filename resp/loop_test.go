@@ -600,6 +600,15 @@ func TestRepliesWaitForTheSync(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		fs.open()
 		count++
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			got := reader.Do(ctx, "LEGION.GET", "k").Val()
+			if got == fmt.Sprintf(`{"count":%d}`, count) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the write of a client that hung up during its sync: state %v, want count %d", got, count)
+			}
+		}
 		nc.Write([]byte("LEGION.APPLY k incr\r\n"))
 		count++
 		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
