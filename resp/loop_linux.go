@@ -17,9 +17,10 @@ package resp
 // write's sync covers the earlier ones); the connection reads nothing
 // meanwhile, and gets its replies once the sync is done. A connection
 // that sends a command that may wait otherwise (a whole-database check,
-// a backup, a compilation) leaves its loop for a goroutine of its own,
-// which serves it from then on through Go's netpoller, as on systems
-// without epoll. Replies that do not fit in the socket's buffer wait in
+// a backup, a compilation, a write while the store stalls writes) leaves
+// its loop for a goroutine of its own, which serves it through Go's
+// netpoller, as on systems without epoll, until calmReads reads in a row
+// have brought nothing that may wait; then it goes back. Replies that do not fit in the socket's buffer wait in
 // the connection, which reads nothing more until they are sent
 // (EPOLLOUT). The loop's clock closes idle connections and drops clients
 // that take no replies for the write timeout.
@@ -129,6 +130,27 @@ func (k *sock) detach() error {
 	return nil
 }
 
+// attach takes a detached socket back from Go's netpoller, for a loop to
+// serve: a descriptor of its own again, outside the netpoller. Only the
+// holder calls it; if the connection was closed meanwhile, it fails and
+// leaves the socket detached.
+func (k *sock) attach() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	nc := k.own.(*guardConn).Conn
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return errors.New("not a socket")
+	}
+	fd, err := dupSocket(sc)
+	if err != nil {
+		return err
+	}
+	nc.Close()
+	k.fd, k.own, k.released = fd, nil, false
+	return nil
+}
+
 func (k *sock) Read(p []byte) (int, error) {
 	if k.own != nil {
 		return k.own.Read(p)
@@ -232,25 +254,31 @@ func takeSocket(nc net.Conn, lim *limits) (*sock, error) {
 	if !ok {
 		return nil, errors.New("not a socket")
 	}
-	rc, err := sc.SyscallConn()
+	fd, err := dupSocket(sc)
 	if err != nil {
 		return nil, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(f uintptr) {
-		// The copy shares the open file description, non-blocking mode
-		// included; closing nc then leaves the socket open.
-		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, err
-	}
-	if derr != nil {
-		return nil, derr
 	}
 	k := &sock{fd: fd, local: nc.LocalAddr(), peer: nc.RemoteAddr(), lim: lim, blocking: true}
 	nc.Close()
 	return k, nil
+}
+
+// dupSocket returns a descriptor of its own for c's socket, outside Go's
+// netpoller. The copy shares the open file description, non-blocking mode
+// included; closing c then leaves the socket open.
+func dupSocket(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(f uintptr) {
+		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	return fd, derr
 }
 
 // startLoops starts n event loops.
@@ -579,19 +607,23 @@ func (l *loop) send(lc *lconn) {
 }
 
 // offload hands the connection to a goroutine of its own, which runs
-// the commands read and serves the connection from then on: a client
-// whose commands wait (for a disk sync, say) would keep its loop waiting
-// for the handover on every request.
+// the commands read and serves the connection while its commands may
+// wait: a client whose commands wait (for a disk sync, say) would keep
+// its loop waiting for the handover on every request.
 func (l *loop) offload(lc *lconn, perr error) {
 	l.disarm(lc)
 	delete(l.conns, int32(lc.sk.fd))
-	go l.s.detach(lc, perr) // the connection's count in conns goes with it
+	go l.detach(lc, perr) // the connection's count in conns goes with it
 }
 
-// detach serves a connection its loop gave up, on a goroutine of its own
-// through Go's netpoller.
-func (s *Server) detach(lc *lconn, perr error) {
-	defer s.conns.Done()
+// detach serves a connection the loop gave up, on a goroutine of its own
+// through Go's netpoller, until calmReads reads in a row have brought
+// nothing that may wait and left nothing unread: the connection then goes
+// back to the loop. (Otherwise a passing cause, a stall of the store's
+// writes, would leave every client that wrote during it off its loop for
+// good.)
+func (l *loop) detach(lc *lconn, perr error) {
+	s := l.s
 	s.ownGoroutines.Add(1)
 	defer s.ownGoroutines.Add(-1)
 	lc.c.deferSync = false // its own goroutine waits for its syncs
@@ -600,11 +632,39 @@ func (s *Server) detach(lc *lconn, perr error) {
 	if err == nil {
 		err = cn.run(perr, lc.c.runner)
 	}
-	if err == nil && !cn.closed {
-		err = cn.serve(lc.c.runner)
+	calm := 0 // reads in a row that brought nothing that waits
+	for err == nil && !cn.closed {
+		if err = cn.fill(); err != nil {
+			break
+		}
+		perr := cn.parse()
+		if s.mustWait(cn.reqs) {
+			calm = 0
+		} else {
+			calm++
+		}
+		if err = cn.run(perr, lc.c.runner); err != nil || cn.closed {
+			break
+		}
+		if calm >= calmReads && cn.start == cn.end && l.reattach(lc) {
+			return
+		}
 	}
 	cn.close()
 	s.closed(lc.c, err)
+	s.conns.Done()
+}
+
+// reattach gives a detached connection, whose replies are all sent, back
+// to the loop. It reports false, leaving the connection detached, if its
+// socket cannot be taken back.
+func (l *loop) reattach(lc *lconn) bool {
+	if err := lc.sk.attach(); err != nil {
+		return false
+	}
+	lc.c.deferSync = l.s.syncWrites
+	l.adopt(lc)
+	return true
 }
 
 // expire closes connections idle for the timeout, and drops clients

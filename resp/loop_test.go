@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -182,47 +183,83 @@ func TestIdleClientIsClosed(t *testing.T) {
 
 // TestWaitingCommandLeavesTheLoop: a command that waits (a disk sync, a
 // backup) moves its connection off the loop, so the loop's other clients
-// are served while it waits; the moved connection goes on working.
+// are served while it waits; the moved connection goes on working, and
+// goes back to its loop once calmReads reads in a row bring nothing that
+// waits.
 func TestWaitingCommandLeavesTheLoop(t *testing.T) {
 	inModes(t, func(t *testing.T, loops int) {
+		withLoops := loops >= 0 && loopsAvailable
 		started, release := make(chan struct{}), make(chan struct{})
 		park := &command{name: "park", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) {
-			close(started)
+			started <- struct{}{}
 			<-release
 			w.status("DONE")
 		}}
-		_, c := startWith(t, Config{EventLoops: loops}, park)
+		srv, c := startWith(t, Config{EventLoops: loops}, park)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// INFO tells the loops and the clients off them apart.
+		checkInfo := func(goroutineClients int) {
+			t.Helper()
+			want := []string{"multiplexing_api:epoll", "event_loops:1", fmt.Sprintf("goroutine_clients:%d", goroutineClients)}
+			if !withLoops {
+				want = []string{"multiplexing_api:goroutines", "event_loops:0", "goroutine_clients:2"}
+			}
+			info := c.Info(ctx, "server", "clients").Val()
+			for _, w := range want {
+				if !strings.Contains(info, w+"\r\n") {
+					t.Fatalf("INFO lacks %q:\n%s", w, info)
+				}
+			}
+		}
 		nc := dialServer(t, c.Options().Addr)
 		rd := bufio.NewReader(nc)
-		nc.Write([]byte("PARK\r\n"))
-		<-started
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := c.Ping(ctx).Err(); err != nil {
-			close(release)
-			t.Fatalf("another client while one waits: %v", err)
-		}
-		close(release)
-		if line, err := rd.ReadString('\n'); line != "+DONE\r\n" {
-			t.Fatalf("PARK: %q, %v", line, err)
-		}
-		nc.Write([]byte("PING\r\nECHO hi\r\n"))
-		for _, want := range []string{"+PONG\r\n", "$2\r\n", "hi\r\n"} {
-			if line, err := rd.ReadString('\n'); line != want {
-				t.Fatalf("after PARK: %q, %v; want %q", line, err, want)
+		expect := func(when string, want ...string) {
+			t.Helper()
+			for _, w := range want {
+				if line, err := rd.ReadString('\n'); line != w {
+					t.Fatalf("%s: %q, %v; want %q", when, line, err, w)
+				}
 			}
 		}
-		// INFO tells the loops and the clients off them apart.
-		info := c.Info(ctx, "server", "clients").Val()
-		wantInfo := []string{"multiplexing_api:epoll", "event_loops:1", "goroutine_clients:1"}
-		if loops < 0 || !loopsAvailable {
-			wantInfo = []string{"multiplexing_api:goroutines", "event_loops:0", "goroutine_clients:2"}
-		}
-		for _, w := range wantInfo {
-			if !strings.Contains(info, w+"\r\n") {
-				t.Errorf("INFO lacks %q:\n%s", w, info)
+		for round := range 3 {
+			nc.Write([]byte("PARK\r\n"))
+			<-started
+			if err := c.Ping(ctx).Err(); err != nil {
+				close(release)
+				t.Fatalf("another client while one waits: %v", err)
 			}
+			checkInfo(1)
+			release <- struct{}{}
+			expect("PARK", "+DONE\r\n")
+			// Still off the loop: a read with a command that waits
+			// keeps it there.
+			nc.Write([]byte("PARK\r\nPING\r\n"))
+			<-started
+			release <- struct{}{}
+			expect("PARK, PING", "+DONE\r\n", "+PONG\r\n")
+			checkInfo(1)
+			// Reads with nothing that waits send it back, calmReads
+			// of them in a row.
+			for i := range calmReads {
+				if withLoops && i > 0 {
+					checkInfo(1)
+				}
+				nc.Write([]byte("PING\r\nECHO hi\r\n"))
+				expect(fmt.Sprintf("round %d, read %d after PARK", round, i), "+PONG\r\n", "$2\r\n", "hi\r\n")
+			}
+			if withLoops {
+				waitFor(t, "the connection back on its loop", func() bool {
+					return srv.ownGoroutines.Load() == 0
+				})
+			}
+			checkInfo(0)
+			nc.Write([]byte("ECHO back\r\n"))
+			expect("on the loop again", "$4\r\n", "back\r\n")
 		}
+		// The loop drops it like any other when it hangs up.
+		nc.Close()
+		waitFor(t, "the connection to be released", func() bool { return srv.Clients() == 1 })
 	})
 }
 
@@ -238,11 +275,14 @@ func openFDs(t *testing.T) int {
 
 // TestConnectionsReleaseDescriptors: however a connection ends (QUIT, the
 // client hanging up, CLIENT KILL, a protocol error, after leaving its
-// loop), the server closes its socket.
+// loop, after coming back to it), the server closes its socket.
 func TestConnectionsReleaseDescriptors(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("counts descriptors in /proc")
 	}
+	// A leaked net.Conn's finalizer would close its descriptor at the
+	// next collection and hide the leak.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	inModes(t, func(t *testing.T, loops int) {
 		hop := &command{name: "hop", arity: 1, waits: true, run: func(s *Server, c *client, args [][]byte, w *writer) { w.ok() }}
 		srv, c := startWith(t, Config{EventLoops: loops}, hop)
@@ -251,16 +291,23 @@ func TestConnectionsReleaseDescriptors(t *testing.T) {
 			t.Fatal(err)
 		}
 		base := openFDs(t)
-		for i := range 40 {
+		for i := range 42 {
 			nc, err := net.Dial("tcp", c.Options().Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// QUIT, the client hanging up, CLIENT KILL, a protocol error,
-			// leaving the loop.
-			send := []string{"QUIT", "PING", "CLIENT ID", "*x", "HOP"}[i%5]
+			// leaving the loop, leaving it and coming back.
+			send := []string{"QUIT", "PING", "CLIENT ID", "*x", "HOP", "HOP"}[i%6]
+			rd := bufio.NewReader(nc)
 			nc.Write([]byte(send + "\r\n"))
-			line, _ := bufio.NewReader(nc).ReadString('\n')
+			line, _ := rd.ReadString('\n')
+			if i%6 == 5 {
+				for range calmReads {
+					nc.Write([]byte("PING\r\n"))
+					rd.ReadString('\n')
+				}
+			}
 			if send == "CLIENT ID" {
 				if err := c.ClientKillByFilter(ctx, "ID", strings.TrimSpace(line[1:])).Err(); err != nil {
 					t.Fatal(err)

@@ -379,6 +379,12 @@ const (
 	// flushReplies is how many bytes of replies to a long pipeline are
 	// buffered before they are sent.
 	flushReplies = 64 << 10
+	// calmReads is how many reads in a row must bring nothing that may
+	// wait before a connection that left its event loop goes back to it:
+	// a client that alternates writes that wait for a sync with reads
+	// stays off it, rather than move back and forth at a few system calls
+	// a move.
+	calmReads = 8
 )
 
 // notDurable logs why a connection closes with its writes unanswered.
