@@ -20,14 +20,17 @@ package resp
 // a backup, a compilation, a write while the store stalls writes) leaves
 // its loop for a goroutine of its own, which serves it through Go's
 // netpoller, as on systems without epoll, until calmReads reads in a row
-// have brought nothing that may wait; then it goes back. Replies that do not fit in the socket's buffer wait in
-// the connection, which reads nothing more until they are sent
-// (EPOLLOUT). The loop's clock closes idle connections and drops clients
-// that take no replies for the write timeout.
+// have brought nothing that may wait; then it goes back. Replies that do
+// not fit in the socket's buffer wait in the connection, which reads
+// nothing more until they are sent (EPOLLOUT). The loop's clock closes
+// idle connections and drops clients that take no replies for the write
+// timeout.
 //
-// A command that runs long on the CPU (a handler near its time limit)
-// holds up the other connections of its loop meanwhile, as a script
-// holds up every client of a Redis server.
+// A loop busy for yieldAfter without running out of work yields to the
+// other goroutines, the other loops first (see yield). A command that
+// runs long on the CPU (a handler near its time limit) holds up the
+// other connections of its loop meanwhile, as a script holds up every
+// client of a Redis server.
 
 import (
 	"errors"
