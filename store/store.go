@@ -114,6 +114,10 @@ type Options struct {
 	Logger *slog.Logger
 	// ReadOnly opens the store for reading only.
 	ReadOnly bool
+	// PlainLogSyncs makes the log's syncs plain fdatasync calls, as where
+	// the kernel refuses io_uring, rather than go through a ring (see
+	// syncRing).
+	PlainLogSyncs bool
 }
 
 // Store is an open pebble database with Legion's layout. It is safe for
@@ -121,6 +125,7 @@ type Options struct {
 type Store struct {
 	events *engineEvents
 	db     *pebble.DB
+	ring   *syncRing // the log's syncs go through it, if not nil
 	fs     vfs.FS
 	dir    string
 	sync   SyncMode
@@ -225,11 +230,20 @@ func Open(opts Options) (*Store, error) {
 	syncMin, synced := new(atomic.Int64), new(atomic.Int64)
 	syncMin.Store(int64(opts.SyncMinInterval))
 	popts.WALMinSyncInterval = func() time.Duration { return syncInterval(syncMin, synced) }
+	var ring *syncRing
+	if opts.Sync == SyncAlways && !opts.ReadOnly && !opts.PlainLogSyncs && opts.FS == vfs.Default {
+		var rerr error
+		if popts.FS, ring, rerr = withSyncRing(popts.FS); rerr != nil {
+			logger.Info("the log syncs with plain system calls", "reason", rerr)
+		}
+	}
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
+		ring.close()
 		return nil, classifyOpenError(opts.Dir, err)
 	}
 	s := &Store{
+		ring:    ring,
 		syncMin: syncMin,
 		synced:  synced,
 		events:  events,
@@ -252,11 +266,13 @@ func Open(opts Options) (*Store, error) {
 	}
 	if err := s.checkFormat(opts.ReadOnly); err != nil {
 		db.Close()
+		ring.close()
 		return nil, err
 	}
 	if !opts.ReadOnly && (fresh || s.stamped || !s.hasMarker()) {
 		if err := s.writeMarker(); err != nil {
 			db.Close()
+			ring.close()
 			return nil, err
 		}
 	}
@@ -549,6 +565,7 @@ func (s *Store) Close() error {
 		err = errors.Join(err, ferr)
 	}
 	err = errors.Join(err, s.db.Close())
+	s.ring.close()
 	s.events.close()
 	return err
 }

@@ -1,0 +1,240 @@
+package store
+
+// The log's syncs through io_uring.
+//
+// With fsync always, every commit waits for an fdatasync of pebble's
+// write-ahead log. A plain fdatasync blocks its thread inside the system
+// call for the disk's latency (0.2–1 ms here), and the Go runtime then
+// hands that thread's P to another thread: its monitor (sysmon) retakes a
+// P held more than 20 µs in a system call, and every retake keeps it
+// polling every 20 µs. A syncRing instead submits the fdatasync to an
+// io_uring instance, where a kernel worker runs it, and the waiting
+// goroutine parks in Go's netpoller on an eventfd the ring signals when
+// the sync completes; no thread blocks. Under the unpipelined counter
+// with fsync always that took 2–3.5 µs of CPU off each request (about a
+// tenth) and raised the rate by about 5%.
+//
+// Only the log's files use it: pebble syncs the log one sync at a time,
+// and its other syncs (tables, the manifest) are rare. Where the kernel
+// refuses io_uring (an old kernel, a seccomp filter, io_uring_disabled),
+// Open falls back to plain syncs.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/sys/unix"
+)
+
+// io_uring's ABI (include/uapi/linux/io_uring.h).
+const (
+	ioringFeatSingleMmap  = 1 << 0
+	ioringOffSQEs         = 0x10000000
+	ioringOpFsync         = 3
+	ioringFsyncDatasync   = 1 << 0
+	ioringRegisterEventfd = 4
+	sqeSize               = 64
+	cqeSize               = 16
+	ringEntries           = 4
+)
+
+// uringParams is struct io_uring_params.
+type uringParams struct {
+	sqEntries, cqEntries, flags, sqThreadCPU, sqThreadIdle, features, wqFD uint32
+	resv                                                                   [3]uint32
+	sqOff                                                                  struct {
+		head, tail, ringMask, ringEntries, flags, dropped, array, resv1 uint32
+		userAddr                                                        uint64
+	}
+	cqOff struct {
+		head, tail, ringMask, ringEntries, overflow, cqes, flags, resv1 uint32
+		userAddr                                                        uint64
+	}
+}
+
+// syncRing runs fdatasyncs through an io_uring instance, one at a time.
+type syncRing struct {
+	mu     sync.Mutex // held for a whole sync: one is in flight at most
+	fd     int
+	ring   []byte // the submission and completion rings (one mapping)
+	sqes   []byte // the submission entries
+	sqTail *uint32
+	sqMask uint32
+	sqArr  unsafe.Pointer // the submission ring's array of entry indexes
+	cqHead *uint32
+	cqTail *uint32
+	cqMask uint32
+	cqes   unsafe.Pointer
+	ev     *os.File // an eventfd the ring signals on completions, in Go's netpoller
+	evc    syscall.RawConn
+	closed bool
+	syncs  atomic.Int64 // completed, for tests
+}
+
+// newSyncRing sets up a ring, or reports why the kernel refused one.
+func newSyncRing() (r *syncRing, err error) {
+	var p uringParams
+	fd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, ringEntries, uintptr(unsafe.Pointer(&p)), 0)
+	if e != 0 {
+		return nil, fmt.Errorf("io_uring_setup: %w", e)
+	}
+	r = &syncRing{fd: int(fd)}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	if p.features&ioringFeatSingleMmap == 0 {
+		return nil, errors.New("io_uring: the kernel maps the rings separately (before 5.4)")
+	}
+	size := max(p.sqOff.array+4*p.sqEntries, p.cqOff.cqes+cqeSize*p.cqEntries)
+	if r.ring, err = unix.Mmap(r.fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		return nil, fmt.Errorf("io_uring: mapping the rings: %w", err)
+	}
+	if r.sqes, err = unix.Mmap(r.fd, ioringOffSQEs, int(sqeSize*p.sqEntries), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		return nil, fmt.Errorf("io_uring: mapping the entries: %w", err)
+	}
+	base := unsafe.Pointer(&r.ring[0])
+	r.sqTail = (*uint32)(unsafe.Add(base, p.sqOff.tail))
+	r.sqMask = *(*uint32)(unsafe.Add(base, p.sqOff.ringMask))
+	r.sqArr = unsafe.Add(base, p.sqOff.array)
+	r.cqHead = (*uint32)(unsafe.Add(base, p.cqOff.head))
+	r.cqTail = (*uint32)(unsafe.Add(base, p.cqOff.tail))
+	r.cqMask = *(*uint32)(unsafe.Add(base, p.cqOff.ringMask))
+	r.cqes = unsafe.Add(base, p.cqOff.cqes)
+
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("io_uring: eventfd: %w", err)
+	}
+	r.ev = os.NewFile(uintptr(efd), "io_uring-eventfd")
+	if _, _, e := unix.Syscall6(unix.SYS_IO_URING_REGISTER, fd, ioringRegisterEventfd, uintptr(unsafe.Pointer(&efd)), 1, 0, 0); e != 0 {
+		return nil, fmt.Errorf("io_uring_register: %w", e)
+	}
+	if r.evc, err = r.ev.SyscallConn(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// datasync makes fd's data durable, as fdatasync does.
+func (r *syncRing) datasync(fd int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return os.ErrClosed
+	}
+	tail := *r.sqTail
+	i := tail & r.sqMask
+	sqe := r.sqes[i*sqeSize : (i+1)*sqeSize]
+	clear(sqe)
+	sqe[0] = ioringOpFsync
+	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(fd)
+	*(*uint32)(unsafe.Pointer(&sqe[28])) = ioringFsyncDatasync
+	*(*uint32)(unsafe.Add(r.sqArr, 4*i)) = i
+	atomic.StoreUint32(r.sqTail, tail+1) // publishes the entry
+	for {
+		// Submitting does not wait: the kernel cannot sync without
+		// blocking, so it hands the sync to a worker of the ring. A raw
+		// system call keeps the runtime's monitor asleep.
+		_, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 1, 0, 0, 0, 0)
+		if e == 0 {
+			break
+		}
+		if e != unix.EINTR {
+			return fmt.Errorf("io_uring_enter: %w", e)
+		}
+	}
+	// Park until the completion is posted. The eventfd is cleared before
+	// the ring is looked at again, so a completion after that look
+	// signals it anew.
+	var buf [8]byte
+	if err := r.evc.Read(func(efd uintptr) bool {
+		if *r.cqHead != atomic.LoadUint32(r.cqTail) {
+			return true
+		}
+		unix.RawSyscall(unix.SYS_READ, efd, uintptr(unsafe.Pointer(&buf[0])), 8)
+		return *r.cqHead != atomic.LoadUint32(r.cqTail)
+	}); err != nil {
+		return err
+	}
+	head := *r.cqHead
+	res := *(*int32)(unsafe.Add(r.cqes, cqeSize*(head&r.cqMask)+8))
+	atomic.StoreUint32(r.cqHead, head+1) // frees the completion's slot
+	if res < 0 {
+		return &os.PathError{Op: "fdatasync", Path: "write-ahead log", Err: syscall.Errno(-res)}
+	}
+	r.syncs.Add(1)
+	return nil
+}
+
+// close releases the ring, if any; syncs after it fail.
+func (r *syncRing) close() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	if r.ev != nil {
+		r.ev.Close()
+	}
+	if r.sqes != nil {
+		unix.Munmap(r.sqes)
+	}
+	if r.ring != nil {
+		unix.Munmap(r.ring)
+	}
+	unix.Close(r.fd)
+}
+
+// ringFS syncs the write-ahead log's files through a syncRing.
+type ringFS struct {
+	vfs.FS
+	r *syncRing
+}
+
+func (fs ringFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, category)
+	return fs.wrap(name, f, err)
+}
+
+func (fs ringFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
+	return fs.wrap(newname, f, err)
+}
+
+func (fs ringFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") || f.Fd() == vfs.InvalidFd {
+		return f, err
+	}
+	return ringFile{File: f, r: fs.r}, nil
+}
+
+// ringFile is a log file whose data syncs go through the ring.
+type ringFile struct {
+	vfs.File
+	r *syncRing
+}
+
+func (f ringFile) SyncData() error { return f.r.datasync(int(f.Fd())) }
+
+// withSyncRing returns fs with the log's syncs going through a new ring,
+// and the ring (nil, with fs as it was, if the kernel refuses one).
+func withSyncRing(fs vfs.FS) (vfs.FS, *syncRing, error) {
+	r, err := newSyncRing()
+	if err != nil {
+		return fs, nil, err
+	}
+	return ringFS{FS: fs, r: r}, r, nil
+}

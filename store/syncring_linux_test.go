@@ -1,0 +1,132 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// ringOrSkip sets up a sync ring, or skips where the kernel refuses
+// io_uring (the store then syncs plainly, which TestLogSyncsThroughRing
+// covers as well).
+func ringOrSkip(t *testing.T) *syncRing {
+	t.Helper()
+	r, err := newSyncRing()
+	if err != nil {
+		t.Skipf("this kernel refuses io_uring (%v); the log syncs with plain system calls", err)
+	}
+	t.Cleanup(r.close)
+	return r
+}
+
+// TestSyncRingDatasync: the ring syncs files, from many goroutines at
+// once, reports the kernel's errors, and refuses syncs once closed.
+func TestSyncRingDatasync(t *testing.T) {
+	r := ringOrSkip(t)
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := f.Write([]byte("durable\n")); err != nil {
+					errs <- err
+					return
+				}
+				if err := r.datasync(int(f.Fd())); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := r.syncs.Load(); n != 160 {
+		t.Fatalf("%d syncs completed, want 160", n)
+	}
+
+	// A descriptor that is not open: the kernel's error comes back.
+	if err := r.datasync(1 << 20); !errors.Is(err, syscall.EBADF) {
+		t.Fatalf("sync of a closed descriptor: %v, want EBADF", err)
+	}
+	if err := r.datasync(int(f.Fd())); err != nil {
+		t.Fatalf("a sync after a failed one: %v", err)
+	}
+	r.close()
+	if err := r.datasync(int(f.Fd())); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("sync on a closed ring: %v", err)
+	}
+}
+
+// TestLogSyncsThroughRing: with fsync always on disk, the log's syncs go
+// through the ring (unless told otherwise), and what was committed is
+// there after a reopen either way.
+func TestLogSyncsThroughRing(t *testing.T) {
+	ringOrSkip(t)
+	for _, plain := range []bool{false, true} {
+		dir := filepath.Join(t.TempDir(), "data")
+		s, err := Open(Options{Dir: dir, Sync: SyncAlways, PlainLogSyncs: plain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (s.ring == nil) != plain {
+			t.Fatalf("PlainLogSyncs %v: ring %v", plain, s.ring)
+		}
+		before := int64(0)
+		if s.ring != nil {
+			before = s.ring.syncs.Load()
+		}
+		for i := range 10 {
+			b := s.NewBatch()
+			b.SetMeta("x", []byte{byte(i)})
+			if err := b.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+		}
+		if s.ring != nil {
+			if n := s.ring.syncs.Load() - before; n < 1 {
+				t.Fatalf("10 commits with fsync always: %d syncs through the ring", n)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s, err = Open(Options{Dir: dir, Sync: SyncAlways, PlainLogSyncs: plain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok, err := s.GetMeta("x")
+		if err != nil || !ok || len(v) != 1 || v[0] != 9 {
+			t.Fatalf("after a reopen: %v, %v, %v", v, ok, err)
+		}
+		s.Close()
+	}
+	// Other modes, and memory, have no ring.
+	for _, o := range []Options{
+		{Dir: filepath.Join(t.TempDir(), "data"), Sync: SyncNever},
+		{Dir: "db", Sync: SyncAlways, FS: vfs.NewMem()},
+	} {
+		s, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.ring != nil {
+			t.Errorf("%+v: a ring", o)
+		}
+		s.Close()
+	}
+}

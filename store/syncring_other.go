@@ -1,0 +1,19 @@
+//go:build !linux
+
+package store
+
+import (
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// syncRing exists on Linux only (io_uring); elsewhere the log syncs with
+// plain system calls.
+type syncRing struct{}
+
+func (*syncRing) close() {}
+
+func withSyncRing(fs vfs.FS) (vfs.FS, *syncRing, error) {
+	return fs, nil, errors.New("io_uring is Linux's")
+}
