@@ -103,6 +103,11 @@ type Config struct {
 	// sync of a large group (48 entries or more: many writers, or long
 	// pipelines); FsyncUnpaced syncs as soon as a commit asks.
 	FsyncMinInterval time.Duration
+	// PlainLogSyncs, with FsyncAlways on Linux, syncs the log with plain
+	// fdatasync calls rather than through io_uring, where the waiting
+	// goroutine parks instead of blocking a thread (see store.syncRing).
+	// Where the kernel refuses io_uring the syncs are plain anyway.
+	PlainLogSyncs bool
 	// SearchCacheBytes bounds the cache of pages of exact tags (on the Go
 	// heap): the first page of a tag, and a page after a key once it has
 	// been read twice; such a search is answered from it while no write has
@@ -262,6 +267,7 @@ func Open(cfg Config) (*DB, error) {
 		SyncMinInterval: cfg.FsyncMinInterval,
 		TagPageBytes:    cfg.SearchCacheBytes,
 		Logger:          cfg.Logger,
+		PlainLogSyncs:   cfg.PlainLogSyncs,
 	})
 	if err != nil {
 		return nil, err
@@ -453,6 +459,8 @@ type StorageStats struct {
 	Fsync     FsyncMode
 	DataDir   string
 	InMemory  bool
+	// LogSyncsIOUring reports that the log's syncs go through io_uring.
+	LogSyncsIOUring bool
 	// WriteStalls counts the times the storage engine held writes back
 	// because flushes or compactions fell behind; WriteStallTime is how
 	// long in all.
@@ -485,6 +493,7 @@ func (db *DB) StorageStats() StorageStats {
 		Fsync:             db.cfg.Fsync,
 		DataDir:           db.cfg.DataDir,
 		InMemory:          db.cfg.InMemory || db.cfg.FS != nil,
+		LogSyncsIOUring:   db.store.SyncsThroughRing(),
 	}
 }
 

@@ -712,3 +712,43 @@ function index(state, key) return { "len:" .. #state.tokens } end`)
 		t.Logf("round %d: %d events survive", round, len(seen))
 	}
 }
+
+// TestLogSyncPath: with fsync always on disk the log syncs through
+// io_uring unless --io-uring no, or the kernel refuses io_uring (which
+// the log then says); INFO tells which, and acknowledged events are there
+// after a restart either way.
+func TestLogSyncPath(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		ring bool // whether the ring is wanted
+	}{
+		{nil, true},
+		{[]string{"--io-uring", "no"}, false},
+		{[]string{"--fsync", "no"}, false},
+	} {
+		s := startServer(t, t.TempDir(), tc.args...)
+		c := s.client(t)
+		loadScript(t, c, counterLua(t))
+		for range 5 {
+			if err := c.Do(ctx(t), "LEGION.APPLY", "k", "incr").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		info := c.Info(ctx(t), "persistence").Val()
+		refused := strings.Contains(s.Log(), "the log syncs with plain system calls")
+		want := "log_sync_io_uring:0"
+		if tc.ring && !refused {
+			want = "log_sync_io_uring:1"
+		}
+		if !strings.Contains(info, want+"\r\n") {
+			t.Fatalf("%v: INFO persistence lacks %q (io_uring refused: %v):\n%s", tc.args, want, refused, info)
+		}
+		if refused != (tc.ring && want == "log_sync_io_uring:0") {
+			t.Fatalf("%v: the log says io_uring was refused: %v", tc.args, refused)
+		}
+		s.restart(syscall.SIGTERM)
+		if got := s.client(t).Do(ctx(t), "LEGION.GET", "k").Val(); got != `{"count":5}` {
+			t.Fatalf("%v: after a restart: %v", tc.args, got)
+		}
+	}
+}

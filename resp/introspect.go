@@ -406,6 +406,7 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("async_loading", 0)
 		kv("storage_engine", "pebble")
 		kv("fsync", ss.Fsync.String())
+		kv("log_sync_io_uring", boolInt(ss.LogSyncsIOUring))
 		kv("in_memory", boolInt(ss.InMemory))
 		if !ss.InMemory {
 			kv("data_dir", ss.DataDir)

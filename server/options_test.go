@@ -74,7 +74,16 @@ func TestOptionValues(t *testing.T) {
 	if err != nil || cfg.DB.InMemory {
 		t.Fatalf("--in-memory=no: %v %v", cfg.DB.InMemory, err)
 	}
-	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != legion.FsyncPaced {
+	for v, plain := range map[string]bool{"no": true, "yes": false} {
+		cfg, _, err = ParseArgs([]string{"--io-uring", v}, env(nil), &out)
+		if err != nil || cfg.DB.PlainLogSyncs != plain {
+			t.Fatalf("--io-uring %s: plain log syncs %v, %v", v, cfg.DB.PlainLogSyncs, err)
+		}
+	}
+	if cfg, _, err = ParseArgs(nil, env(map[string]string{"LEGION_IO_URING": "no"}), &out); err != nil || !cfg.DB.PlainLogSyncs {
+		t.Fatalf("LEGION_IO_URING=no: plain log syncs %v, %v", cfg.DB.PlainLogSyncs, err)
+	}
+	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != legion.FsyncPaced || d.DB.PlainLogSyncs {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
@@ -98,6 +107,7 @@ func TestOptionErrors(t *testing.T) {
 		{args: []string{"stray"}, wantErr: `unexpected argument "stray"`},
 		{env: map[string]string{"LEGION_MAXCLIENTS": "0"}, wantErr: "LEGION_MAXCLIENTS"},
 		{env: map[string]string{"LEGION_PROTECTED_MODE": "maybe"}, wantErr: "LEGION_PROTECTED_MODE: want yes or no"},
+		{args: []string{"--io-uring", "maybe"}, wantErr: "--io-uring: want yes or no"},
 		{file: "colour = \"blue\"\n", wantErr: `unknown setting "colour"`},
 		{file: "port = [1, 2]\n", wantErr: "must be a string, number or boolean"},
 		{file: "port = \n", wantErr: "bad.toml"},

@@ -577,6 +577,10 @@ func (s *Store) committed() {
 	s.tagIters.drop()
 }
 
+// SyncsThroughRing reports whether the log's syncs go through io_uring
+// (see syncRing).
+func (s *Store) SyncsThroughRing() bool { return s.ring != nil }
+
 // Pebble returns the underlying database, for metrics and checkpoints.
 func (s *Store) Pebble() *pebble.DB { return s.db }
 
