@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,10 @@ type uringParams struct {
 		userAddr                                                        uint64
 	}
 }
+
+// errRingDown reports a ring that can no longer be used (closed, or
+// failed to take a submission); the sync was not made.
+var errRingDown = errors.New("io_uring: the ring is down")
 
 // syncRing runs fdatasyncs through an io_uring instance, one at a time.
 type syncRing struct {
@@ -129,7 +134,7 @@ func (r *syncRing) datasync(fd int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return os.ErrClosed
+		return errRingDown
 	}
 	tail := *r.sqTail
 	i := tail & r.sqMask
@@ -140,16 +145,26 @@ func (r *syncRing) datasync(fd int) error {
 	*(*uint32)(unsafe.Pointer(&sqe[28])) = ioringFsyncDatasync
 	*(*uint32)(unsafe.Add(r.sqArr, 4*i)) = i
 	atomic.StoreUint32(r.sqTail, tail+1) // publishes the entry
-	for {
+	for try := 0; ; try++ {
 		// Submitting does not wait: the kernel cannot sync without
 		// blocking, so it hands the sync to a worker of the ring. A raw
 		// system call keeps the runtime's monitor asleep.
-		_, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 1, 0, 0, 0, 0)
-		if e == 0 {
+		n, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 1, 0, 0, 0, 0)
+		if e == 0 && n == 1 {
 			break
 		}
-		if e != unix.EINTR {
-			return fmt.Errorf("io_uring_enter: %w", e)
+		switch {
+		case e == unix.EINTR:
+		case (e == 0 || e == unix.EAGAIN) && try < 1000:
+			// Not taken (the kernel is short of memory): again, later.
+			runtime.Gosched()
+		default:
+			// The entry's fate is unknown: use the ring no more.
+			r.closed = true
+			if e == 0 {
+				e = unix.EAGAIN
+			}
+			return fmt.Errorf("%w: io_uring_enter: %w", errRingDown, e)
 		}
 	}
 	// Park until the completion is posted. The eventfd is cleared before
@@ -175,7 +190,8 @@ func (r *syncRing) datasync(fd int) error {
 	return nil
 }
 
-// close releases the ring, if any; syncs after it fail.
+// close releases the ring, if any; syncs through it fail after it (with
+// errRingDown).
 func (r *syncRing) close() {
 	if r == nil {
 		return
@@ -227,7 +243,14 @@ type ringFile struct {
 	r *syncRing
 }
 
-func (f ringFile) SyncData() error { return f.r.datasync(int(f.Fd())) }
+// SyncData syncs through the ring, or plainly if the ring is down.
+func (f ringFile) SyncData() error {
+	err := f.r.datasync(int(f.Fd()))
+	if errors.Is(err, errRingDown) {
+		return f.File.SyncData()
+	}
+	return err
+}
 
 // withSyncRing returns fs with the log's syncs going through a new ring,
 // and the ring (nil, with fs as it was, if the kernel refuses one).

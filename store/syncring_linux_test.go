@@ -25,7 +25,8 @@ func ringOrSkip(t *testing.T) *syncRing {
 }
 
 // TestSyncRingDatasync: the ring syncs files, from many goroutines at
-// once, reports the kernel's errors, and refuses syncs once closed.
+// once, reports the kernel's errors, and refuses syncs once closed, when
+// the log's files sync plainly.
 func TestSyncRingDatasync(t *testing.T) {
 	r := ringOrSkip(t)
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
@@ -66,8 +67,17 @@ func TestSyncRingDatasync(t *testing.T) {
 		t.Fatalf("a sync after a failed one: %v", err)
 	}
 	r.close()
-	if err := r.datasync(int(f.Fd())); !errors.Is(err, os.ErrClosed) {
+	if err := r.datasync(int(f.Fd())); !errors.Is(err, errRingDown) {
 		t.Fatalf("sync on a closed ring: %v", err)
+	}
+	// A log file whose ring is down syncs plainly.
+	vf, err := vfs.Default.Open(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vf.Close()
+	if err := (ringFile{File: vf, r: r}).SyncData(); err != nil {
+		t.Fatalf("a log file's sync with its ring down: %v", err)
 	}
 }
 
