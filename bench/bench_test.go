@@ -37,7 +37,8 @@ func TestQuickRun(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"- legion-server run with: its defaults (the admin port and its metrics on), ", "`GOGC=150`", "`--cache-size 64mb`",
-		"| LEGION.APPLY (--fsync no) / PING, 50 clients, pipeline 1 |", "| LEGION.APPLY (--fsync always) / PING, 50 clients, pipeline 16 |"} {
+		"| LEGION.APPLY (--fsync no) / PING, 50 clients, pipeline 1 |", "| LEGION.APPLY (--fsync always) / PING, 50 clients, pipeline 16 |",
+		"- With fsync always, legion-server synced its log through "} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report lacks %q", want)
 		}

@@ -180,6 +180,9 @@ func (b *bench) counter() {
 			}
 		}
 		measure(section, "")
+		if mode.name == fsyncOn.name {
+			b.noteLogSyncs(lg)
+		}
 		if mode.name == fsyncOff.name {
 			b.oneThread(lg, func(section string) { measure(section, "counter, fsync off: ") })
 		}
@@ -209,6 +212,22 @@ func (b *bench) counter() {
 }
 
 // counterRequests is how many counter events a run sends.
+// noteLogSyncs notes how lg, with fsync always, synced its log (INFO
+// persistence's log_sync_io_uring).
+func (b *bench) noteLogSyncs(lg *proc) {
+	c := lg.client(1)
+	defer c.Close()
+	info, err := c.Info(b.ctx, "persistence").Result()
+	if err != nil {
+		return
+	}
+	how := "plain fdatasync calls (the kernel refused io_uring)"
+	if strings.Contains(info, "log_sync_io_uring:1\r\n") {
+		how = "io_uring (INFO persistence: log_sync_io_uring:1)"
+	}
+	b.report.notes = append(b.report.notes, "With fsync always, legion-server synced its log through "+how+".")
+}
+
 func (b *bench) counterRequests(pipeline int) int {
 	if pipeline == 1 {
 		return b.scale(100000)
