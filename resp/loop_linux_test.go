@@ -4,14 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
+	"io"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/legiondb/legion"
-	"github.com/redis/go-redis/v9"
 )
 
 // TestBusyLoopYields: a loop that has worked yieldAfter without running
@@ -35,33 +31,12 @@ func TestBusyLoopYields(t *testing.T) {
 	srv.lnMu.Unlock()
 	before := l.yields.Load()
 	const clients, rounds, depth = 3, 4, 8
-	errs := make(chan error, clients)
-	for i := range clients {
-		nc := dialServer(t, c.Options().Addr)
-		go func() {
-			rd := bufio.NewReader(nc)
-			for r := range rounds {
-				var pipe strings.Builder
-				for j := range depth {
-					fmt.Fprintf(&pipe, "SPIN %d-%d-%d\r\n", i, r, j)
-				}
-				nc.Write([]byte(pipe.String()))
-				for j := range depth {
-					want := fmt.Sprintf("%d-%d-%d", i, r, j)
-					rd.ReadString('\n')
-					if got, err := rd.ReadString('\n'); got != want+"\r\n" {
-						errs <- fmt.Errorf("client %d: reply %q, %v; want %q", i, got, err, want)
-						return
-					}
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range clients {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
+	payload := func(i, r, j int) string { return fmt.Sprintf("%d-%d-%d", i, r, j) }
+	if err := pipelineRounds(t, c.Options().Addr, clients, rounds, depth,
+		func(i, r, j int) string { return "SPIN " + payload(i, r, j) },
+		func(i, r, j int) string { p := payload(i, r, j); return fmt.Sprintf("$%d\r\n%s\r\n", len(p), p) },
+	); err != nil {
+		t.Fatal(err)
 	}
 	// Every read of eight SPINs keeps the loop busy past yieldAfter
 	// (unless TCP splits the pipeline and the loop runs out of work in
@@ -78,22 +53,10 @@ func TestBusyLoopYields(t *testing.T) {
 // mid-turn, while connections of the turn wait for their writes' sync,
 // still answers every write, in order.
 func TestBusyLoopYieldsWhileSyncing(t *testing.T) {
-	cfg := legion.DefaultConfig() // fsync always
-	cfg.FS, cfg.DataDir = vfs.NewMem(), "db"
-	db, err := legion.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
+	srv, c := startWith(t, Config{EventLoops: 1}) // fsync always
+	if !srv.syncWrites {
+		t.Fatal("writes are not synced")
 	}
-	srv := New(db, Config{EventLoops: 1})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer func() {
-		srv.Shutdown()
-		db.Close()
-	}()
 	// Each event works the CPU a while, so a pipeline of them keeps the
 	// loop busy past yieldAfter.
 	const slowCounter = `function apply(event, state, ctx)
@@ -103,8 +66,6 @@ func TestBusyLoopYieldsWhileSyncing(t *testing.T) {
   state.count = state.count + 1
   return state.count, state
 end`
-	c := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
-	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.Do(ctx, "SCRIPT", "LOAD", slowCounter).Err(); err != nil {
@@ -127,23 +88,38 @@ end`
 	srv.lnMu.Unlock()
 	before := l.yields.Load()
 	const clients, rounds, depth = 3, 3, 8
+	if err := pipelineRounds(t, c.Options().Addr, clients, rounds, depth,
+		func(i, r, j int) string { return fmt.Sprintf("LEGION.APPLY k%d %d", i, work) },
+		func(i, r, j int) string { return fmt.Sprintf(":%d\r\n", r*depth+j+1) },
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.yields.Load() - before; got < rounds {
+		t.Fatalf("%d yields over %d pipelines of over yieldAfter of work each", got, clients*rounds)
+	}
+}
+
+// pipelineRounds has clients connections to addr each send rounds
+// pipelines of depth commands, cmd(i, r, j) being the jth of client i's
+// round r, and checks that the replies are want(i, r, j), in order. It
+// returns the first mismatch.
+func pipelineRounds(t *testing.T, addr string, clients, rounds, depth int, cmd, want func(i, r, j int) string) error {
 	errs := make(chan error, clients)
 	for i := range clients {
-		nc := dialServer(t, ln.Addr().String())
+		nc := dialServer(t, addr)
 		go func() {
 			rd := bufio.NewReader(nc)
-			key := fmt.Sprintf("k%d", i)
-			n := 0
-			for range rounds {
+			for r := range rounds {
 				var pipe strings.Builder
-				for range depth {
-					fmt.Fprintf(&pipe, "LEGION.APPLY %s %d\r\n", key, work)
+				for j := range depth {
+					pipe.WriteString(cmd(i, r, j) + "\r\n")
 				}
 				nc.Write([]byte(pipe.String()))
-				for range depth {
-					n++
-					if got, err := rd.ReadString('\n'); got != fmt.Sprintf(":%d\r\n", n) {
-						errs <- fmt.Errorf("client %d: reply %q, %v; want :%d", i, got, err, n)
+				for j := range depth {
+					w := want(i, r, j)
+					got := make([]byte, len(w))
+					if _, err := io.ReadFull(rd, got); err != nil || string(got) != w {
+						errs <- fmt.Errorf("client %d, round %d: reply %q, %v; want %q", i, r, got, err, w)
 						return
 					}
 				}
@@ -151,12 +127,11 @@ end`
 			errs <- nil
 		}()
 	}
+	var first error
 	for range clients {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	if got := l.yields.Load() - before; got < rounds {
-		t.Fatalf("%d yields over %d pipelines of over yieldAfter of work each", got, clients*rounds)
-	}
+	return first
 }
