@@ -150,16 +150,10 @@ func (k *sock) detach() error {
 func (k *sock) attach() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	nc := k.own.(*guardConn).Conn
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return errors.New("not a socket")
-	}
-	fd, err := dupSocket(sc)
+	fd, err := takeFD(k.own.(*guardConn).Conn)
 	if err != nil {
 		return err
 	}
-	nc.Close()
 	k.fd, k.own, k.released = fd, nil, false
 	return nil
 }
@@ -263,24 +257,23 @@ func (k *sock) SetWriteDeadline(time.Time) error { return nil }
 // takeSocket gives nc's socket a descriptor of its own, in non-blocking
 // mode and outside Go's netpoller, and closes nc.
 func takeSocket(nc net.Conn, lim *limits) (*sock, error) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("not a socket")
-	}
-	fd, err := dupSocket(sc)
+	local, peer := nc.LocalAddr(), nc.RemoteAddr()
+	fd, err := takeFD(nc)
 	if err != nil {
 		return nil, err
 	}
-	k := &sock{fd: fd, local: nc.LocalAddr(), peer: nc.RemoteAddr(), lim: lim, blocking: true}
-	nc.Close()
-	return k, nil
+	return &sock{fd: fd, local: local, peer: peer, lim: lim, blocking: true}, nil
 }
 
-// dupSocket returns a descriptor of its own for c's socket, outside Go's
-// netpoller. The copy shares the open file description, non-blocking mode
-// included; closing c then leaves the socket open.
-func dupSocket(c syscall.Conn) (int, error) {
-	rc, err := c.SyscallConn()
+// takeFD returns a descriptor of its own for nc's socket, outside Go's
+// netpoller, and closes nc. The copy shares the open file description,
+// non-blocking mode included, so closing nc leaves the socket open.
+func takeFD(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return -1, err
 	}
@@ -291,7 +284,11 @@ func dupSocket(c syscall.Conn) (int, error) {
 	}); err != nil {
 		return -1, err
 	}
-	return fd, derr
+	if derr != nil {
+		return -1, derr
+	}
+	nc.Close()
+	return fd, nil
 }
 
 // startLoops starts n event loops.

@@ -237,9 +237,14 @@ func Open(opts Options) (*Store, error) {
 			logger.Info("the log syncs with plain system calls", "reason", rerr)
 		}
 	}
+	opened := false
+	defer func() {
+		if !opened {
+			ring.close()
+		}
+	}()
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
-		ring.close()
 		return nil, classifyOpenError(opts.Dir, err)
 	}
 	s := &Store{
@@ -266,13 +271,11 @@ func Open(opts Options) (*Store, error) {
 	}
 	if err := s.checkFormat(opts.ReadOnly); err != nil {
 		db.Close()
-		ring.close()
 		return nil, err
 	}
 	if !opts.ReadOnly && (fresh || s.stamped || !s.hasMarker()) {
 		if err := s.writeMarker(); err != nil {
 			db.Close()
-			ring.close()
 			return nil, err
 		}
 	}
@@ -280,6 +283,7 @@ func Open(opts Options) (*Store, error) {
 		s.stopped.Add(1)
 		go s.syncLoop(time.Second)
 	}
+	opened = true
 	return s, nil
 }
 
