@@ -31,7 +31,7 @@ func TestQuickRun(t *testing.T) {
 	report := string(b)
 	for _, section := range []string{"## PING", "## Counter (legion --fsync always", "## Counter (fsync off", "## Counter against PING",
 		"## Large state (~1 MiB partition, 1 client", "## Large state (~1 MiB partition, 8 client", "## Search", "## Footprint",
-		"## " + oneThreadSection, "## Commands"} {
+		"## " + oneThreadSection, "## " + pinnedSection, "## Commands"} {
 		if !strings.Contains(report, section) {
 			t.Errorf("the report has no section %q", section)
 		}

@@ -133,6 +133,7 @@ type bench struct {
 	opts      options
 	work      string
 	legionBin string
+	benchCPUs string // if set, the cores redis-benchmark runs on (taskset -c)
 	ctx       context.Context
 	report    report
 }
@@ -193,9 +194,12 @@ func (b *bench) markdown() string {
 		}
 		bySection[l.section] = append(bySection[l.section], l)
 	}
-	// The one-thread comparisons, gathered from several workloads, last.
-	if i := slices.Index(sections, oneThreadSection); i >= 0 {
-		sections = append(slices.Delete(sections, i, i+1), oneThreadSection)
+	// The one-thread and one-core comparisons, gathered from several
+	// workloads, last.
+	for _, last := range []string{oneThreadSection, pinnedSection} {
+		if i := slices.Index(sections, last); i >= 0 {
+			sections = append(slices.Delete(sections, i, i+1), last)
+		}
 	}
 	for _, section := range sections {
 		fmt.Fprintf(&s, "\n## %s\n\n| work | unit | legion | redis | legion/redis | runs (legion; redis) |\n|---|---|---:|---:|---:|---|\n", section)

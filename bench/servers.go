@@ -25,6 +25,15 @@ type proc struct {
 	dir  string
 	args []string
 	env  []string // added to the environment
+	cpus string   // if set, the cores it runs on (taskset -c)
+}
+
+// command is bin with args, run on cpus (taskset -c) if set.
+func command(cpus, bin string, args ...string) *exec.Cmd {
+	if cpus == "" {
+		return exec.Command(bin, args...)
+	}
+	return exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
 }
 
 func freePort() int {
@@ -141,7 +150,7 @@ func (p *proc) restart(b *bench) time.Duration {
 	if p.name == "redis" {
 		bin = "redis-server"
 	}
-	p.cmd = exec.Command(bin, p.args...)
+	p.cmd = command(p.cpus, bin, p.args...)
 	if len(p.env) > 0 {
 		p.cmd.Env = append(os.Environ(), p.env...)
 	}
@@ -239,7 +248,7 @@ func (b *bench) redisBenchmark(p *proc, clients, requests, pipeline, keyspace in
 	}
 	argv = append(argv, args...)
 	cpu := p.cpuTime()
-	out, err := exec.Command("redis-benchmark", argv...).Output()
+	out, err := command(b.benchCPUs, "redis-benchmark", argv...).Output()
 	if err != nil {
 		log.Fatalf("redis-benchmark %v: %v\n%s", argv, err, out)
 	}
