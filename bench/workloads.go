@@ -94,8 +94,8 @@ func (b *bench) ping() {
 			b.compare(section, fmt.Sprintf("PING, 50 clients, pipeline %d", pipeline), "PING ", true, lg, rd, b.pingRequests(pipeline), pipeline, 0, []string{"PING"}, []string{"PING"})
 		}
 	}
-	b.oneThread(lg, measure)
-	b.pinned(lg, rd, measure)
+	b.oneThread(lg, nil, measure)
+	b.pinned(lg, rd, nil, measure)
 }
 
 func (b *bench) pingRequests(pipeline int) int {
@@ -108,14 +108,20 @@ func (b *bench) pingRequests(pipeline int) int {
 // oneThreadSection holds the runs of legion-server limited to one thread.
 const oneThreadSection = "legion-server on one thread (GOMAXPROCS=1), the same work"
 
-// oneThread restarts lg on its data with GOMAXPROCS=1, runs measure into
-// the one-thread section, and restarts it as it was. On a machine this
+// oneThread restarts lg on its data with GOMAXPROCS=1, runs warm (if not
+// nil), then measure into the one-thread section, and restarts it as it
+// was. A restarted server reads each partition from disk the first time it
+// is used: warm uses them all once, so that the lines compare servers
+// that hold their data in memory, as before the restart. On a machine this
 // small, the load generator competes with the server's threads for the
 // cores: these lines show what the server does when it leaves the
 // generator a core of its own, as Redis, single-threaded, does.
-func (b *bench) oneThread(lg *proc, measure func(section string)) {
+func (b *bench) oneThread(lg *proc, warm func(), measure func(section string)) {
 	lg.env = []string{"GOMAXPROCS=1"}
 	lg.restart(b)
+	if warm != nil {
+		warm()
+	}
 	first := len(b.report.lines)
 	measure(oneThreadSection)
 	for _, l := range b.report.lines[first:] {
@@ -135,9 +141,9 @@ func (b *bench) oneThread(lg *proc, measure func(section string)) {
 // generator on another.
 const pinnedSection = "each server on one core, redis-benchmark on another (taskset), the same work"
 
-// pinned restarts lg and rd on their data bound to core 0, runs measure
-// into the pinned section with redis-benchmark bound to core 1, and
-// restarts both as they were. Unbound on two cores, redis-benchmark, a
+// pinned restarts lg and rd on their data bound to core 0, runs warm (if
+// not nil; see oneThread), then measure into the pinned section with
+// redis-benchmark bound to core 1, and restarts both as they were. Unbound on two cores, redis-benchmark, a
 // core's worth of work itself, takes turns on the cores with Legion's
 // threads: a loop thread woken while both cores are busy waits for one
 // (perf sched: 0.5–0.7 ms on average, up to 8 ms, against 0.05 ms for
@@ -146,7 +152,7 @@ const pinnedSection = "each server on one core, redis-benchmark on another (task
 // the generator the other, as when clients run on other machines: these
 // lines compare what each server does with one core. Redis forgets the
 // scripts it loaded when it restarts: measure loads what it needs.
-func (b *bench) pinned(lg, rd *proc, measure func(section string)) {
+func (b *bench) pinned(lg, rd *proc, warm func(), measure func(section string)) {
 	if runtime.NumCPU() < 2 {
 		return
 	}
@@ -157,6 +163,9 @@ func (b *bench) pinned(lg, rd *proc, measure func(section string)) {
 	lg.cpus, rd.cpus, b.benchCPUs = "0", "0", "1"
 	lg.restart(b)
 	rd.restart(b)
+	if warm != nil {
+		warm()
+	}
 	first := len(b.report.lines)
 	measure(pinnedSection)
 	for _, l := range b.report.lines[first:] {
@@ -229,8 +238,10 @@ func (b *bench) counter() {
 			b.noteLogSyncs(lg)
 		}
 		if mode.name == fsyncOff.name {
-			b.oneThread(lg, func(section string) { measure(section, "counter, fsync off: ") })
-			b.pinned(lg, rd, func(section string) {
+			// Every key, about four events each.
+			warm := func() { b.redisBenchmark(lg, 50, 4*b.opts.keys, 16, b.opts.keys, apply...) }
+			b.oneThread(lg, warm, func(section string) { measure(section, "counter, fsync off: ") })
+			b.pinned(lg, rd, warm, func(section string) {
 				b.load(rd, redisCounter) // Redis forgets loaded scripts when it restarts
 				measure(section, "counter, fsync off: ")
 			})
@@ -426,7 +437,8 @@ func (b *bench) search() {
 		b.compare("Search (1000 tags over the partitions)", fmt.Sprintf("next page: LEGION.SEARCH t:<tag> EXACT COUNT 10 AFTER p:5 vs ZRANGEBYLEX idx:t:<tag> (p:5 + LIMIT 0 10, pipeline %d", pipeline), "next page: ", false, lg, rd, req, pipeline, 1000,
 			append(slices.Clone(search), "AFTER", "p:5"), []string{"ZRANGEBYLEX", "idx:t:__rand_int__", "(p:5", "+", "LIMIT", "0", "10"})
 	}
-	b.oneThread(lg, func(section string) { measure(section, "search: ") })
+	// Every tag's first page, about 20 times each.
+	b.oneThread(lg, func() { b.redisBenchmark(lg, 50, b.scale(200000), 16, 1000, search...) }, func(section string) { measure(section, "search: ") })
 	b.command("redis-benchmark -c 50 -r 1000 [-P 16] LEGION.SEARCH t:__rand_int__ EXACT COUNT 10 [AFTER p:5]")
 	b.command("redis-benchmark -c 50 -r 1000 [-P 16] ZRANGEBYLEX idx:t:__rand_int__ - + LIMIT 0 10   # the next page: (p:5 + LIMIT 0 10")
 }
