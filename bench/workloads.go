@@ -128,7 +128,7 @@ func (b *bench) oneThread(lg *proc, warm func(), measure func(section string)) {
 		if l.note != "" {
 			continue
 		}
-		l.note = "Legion restarted on the same data with `GOMAXPROCS=1`, against the same Redis, alternating as above. " +
+		l.note = "Legion restarted on the same data with `GOMAXPROCS=1` (and every partition used once before the runs), against the same Redis, alternating as above. " +
 			"redis-benchmark needs a core of this machine's two: Redis, single-threaded, leaves it one, while Legion's two threads " +
 			"contend with it, and the Go runtime wakes its idle thread for each short burst of work. " +
 			"These lines are for comparison; the targets are measured with the default (all cores)."
@@ -172,7 +172,7 @@ func (b *bench) pinned(lg, rd *proc, warm func(), measure func(section string)) 
 		if l.note != "" {
 			continue
 		}
-		l.note = "Both servers restarted on their data bound to core 0 (legion-server with all its threads there), redis-benchmark bound to core 1, " +
+		l.note = "Both servers restarted on their data bound to core 0 (legion-server with all its threads there, and every partition used once before the runs), redis-benchmark bound to core 1, " +
 			"alternating as above: each server has a core of its own and the load generator takes no CPU time from it, as when clients run on " +
 			"other machines. Unbound, a legion-server thread woken while redis-benchmark and the other loop hold both cores waits for one. " +
 			"These lines are for comparison; the targets are measured unbound."
