@@ -119,22 +119,28 @@ const oneThreadSection = "legion-server on one thread (GOMAXPROCS=1), the same w
 func (b *bench) oneThread(lg *proc, warm func(), measure func(section string)) {
 	lg.env = []string{"GOMAXPROCS=1"}
 	lg.restart(b)
+	b.measureRestarted(oneThreadSection, warm, measure,
+		"Legion restarted on the same data with `GOMAXPROCS=1` (and every partition used once before the runs), against the same Redis, alternating as above. "+
+			"redis-benchmark needs a core of this machine's two: Redis, single-threaded, leaves it one, while Legion's two threads "+
+			"contend with it, and the Go runtime wakes its idle thread for each short burst of work. "+
+			"These lines are for comparison; the targets are measured with the default (all cores).")
+	lg.env = nil
+	lg.restart(b)
+}
+
+// measureRestarted runs warm (if not nil), then measure into section, and
+// gives the lines it added note, unless they have one.
+func (b *bench) measureRestarted(section string, warm func(), measure func(section string), note string) {
 	if warm != nil {
 		warm()
 	}
 	first := len(b.report.lines)
-	measure(oneThreadSection)
+	measure(section)
 	for _, l := range b.report.lines[first:] {
-		if l.note != "" {
-			continue
+		if l.note == "" {
+			l.note = note
 		}
-		l.note = "Legion restarted on the same data with `GOMAXPROCS=1` (and every partition used once before the runs), against the same Redis, alternating as above. " +
-			"redis-benchmark needs a core of this machine's two: Redis, single-threaded, leaves it one, while Legion's two threads " +
-			"contend with it, and the Go runtime wakes its idle thread for each short burst of work. " +
-			"These lines are for comparison; the targets are measured with the default (all cores)."
 	}
-	lg.env = nil
-	lg.restart(b)
 }
 
 // pinnedSection holds the runs with each server on one core and the load
@@ -143,9 +149,9 @@ const pinnedSection = "each server on one core, redis-benchmark on another (task
 
 // pinned restarts lg and rd on their data bound to core 0, runs warm (if
 // not nil; see oneThread), then measure into the pinned section with
-// redis-benchmark bound to core 1, and restarts both as they were. Unbound on two cores, redis-benchmark, a
-// core's worth of work itself, takes turns on the cores with Legion's
-// threads: a loop thread woken while both cores are busy waits for one
+// redis-benchmark bound to core 1, and restarts both as they were.
+// Unbound on two cores, redis-benchmark, a core's worth of work itself,
+// takes turns on the cores with Legion's threads: a loop thread woken while both cores are busy waits for one
 // (perf sched: 0.5–0.7 ms on average, up to 8 ms, against 0.05 ms for
 // redis-benchmark), and Legion's work spread over two cores costs more
 // per request than on one. Bound, each server has a core to itself and
@@ -163,20 +169,11 @@ func (b *bench) pinned(lg, rd *proc, warm func(), measure func(section string)) 
 	lg.cpus, rd.cpus, b.benchCPUs = "0", "0", "1"
 	lg.restart(b)
 	rd.restart(b)
-	if warm != nil {
-		warm()
-	}
-	first := len(b.report.lines)
-	measure(pinnedSection)
-	for _, l := range b.report.lines[first:] {
-		if l.note != "" {
-			continue
-		}
-		l.note = "Both servers restarted on their data bound to core 0 (legion-server with all its threads there, and every partition used once before the runs), redis-benchmark bound to core 1, " +
-			"alternating as above: each server has a core of its own and the load generator takes no CPU time from it, as when clients run on " +
-			"other machines. Unbound, a legion-server thread woken while redis-benchmark and the other loop hold both cores waits for one. " +
-			"These lines are for comparison; the targets are measured unbound."
-	}
+	b.measureRestarted(pinnedSection, warm, measure,
+		"Both servers restarted on their data bound to core 0 (legion-server with all its threads there, and every partition used once before the runs), redis-benchmark bound to core 1, "+
+			"alternating as above: each server has a core of its own and the load generator takes no CPU time from it, as when clients run on "+
+			"other machines. Unbound, a legion-server thread woken while redis-benchmark and the other loop hold both cores waits for one. "+
+			"These lines are for comparison; the targets are measured unbound.")
 	lg.cpus, rd.cpus, b.benchCPUs = "", "", ""
 	lg.restart(b)
 	rd.restart(b)
