@@ -151,10 +151,10 @@ const pinnedSection = "each server on one core, redis-benchmark on another (task
 // not nil; see oneThread), then measure into the pinned section with
 // redis-benchmark bound to core 1, and restarts both as they were.
 // Unbound on two cores, redis-benchmark, a core's worth of work itself,
-// takes turns on the cores with Legion's threads: a loop thread woken while both cores are busy waits for one
-// (perf sched: 0.5–0.7 ms on average, up to 8 ms, against 0.05 ms for
-// redis-benchmark), and Legion's work spread over two cores costs more
-// per request than on one. Bound, each server has a core to itself and
+// takes turns on the cores with Legion's threads: a loop thread woken
+// while both cores are busy waits for one (perf sched: 0.5–0.7 ms on
+// average, up to 8 ms, against 0.05 ms for redis-benchmark), and Legion's
+// work spread over two cores costs more per request than on one. Bound, each server has a core to itself and
 // the generator the other, as when clients run on other machines: these
 // lines compare what each server does with one core. Redis forgets the
 // scripts it loaded when it restarts: measure loads what it needs.
