@@ -33,7 +33,11 @@ type counterDelta struct {
 
 // NewBatch returns an empty batch.
 func (s *Store) NewBatch() *Batch {
-	b := &Batch{s: s, b: s.db.NewBatch()}
+	b, _ := s.batches.Get().(*Batch)
+	if b == nil {
+		b = new(Batch)
+	}
+	b.s, b.b = s, s.db.NewBatch()
 	b.key = b.keyBuf[:0]
 	return b
 }
@@ -246,6 +250,11 @@ func (b *Batch) Close() {
 		_ = b.Wait()
 	}
 	_ = b.b.Close()
+	// The batch goes back to the store's pool, as pebble's own batch to
+	// pebble's: nothing may use it after Close.
+	s := b.s
+	*b = Batch{counters: b.counters[:0], tagSlots: b.tagSlots[:0]}
+	s.batches.Put(b)
 }
 
 const metaPartitions = "partitions"

@@ -152,6 +152,7 @@ type Store struct {
 	// data dir), so the marker is rewritten.
 	stamped bool
 	synced  *atomic.Int64
+	batches sync.Pool // closed Batches, reused by NewBatch
 }
 
 // Values of Options.SyncMinInterval besides a positive interval.

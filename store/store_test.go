@@ -702,3 +702,37 @@ func TestSyncMinInterval(t *testing.T) {
 		t.Fatalf("6 synced commits took %v, less than 5 intervals of %v: the interval is not applied", took, gap)
 	}
 }
+
+// TestBatchReuse: a closed batch goes back to the store's pool, and what
+// it held (records, counters, tag slots, the applied and waited states)
+// does not reach the batch that reuses it.
+func TestBatchReuse(t *testing.T) {
+	s := openMem(t)
+	b := s.NewBatch()
+	b.PutTag([]byte("t"), []byte("k"))
+	b.AddCounter("refs/x", 3)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	for range 100 {
+		b := s.NewBatch()
+		if !b.Empty() || len(b.counters) != 0 || len(b.tagSlots) != 0 || b.applied || b.waited {
+			t.Fatalf("a new batch carries what a closed one held: empty %v, counters %v, tag slots %v, applied %v, waited %v",
+				b.Empty(), b.counters, b.tagSlots, b.applied, b.waited)
+		}
+		b.Close()
+	}
+	// A closed batch is reused: making and closing one allocates nothing
+	// (pebble pools its own batches).
+	if n := testing.AllocsPerRun(100, func() { s.NewBatch().Close() }); n != 0 {
+		t.Errorf("NewBatch and Close allocate %.1f times", n)
+	}
+	// The reused batch commits as a fresh one would.
+	b = s.NewBatch()
+	b.PutTag([]byte("t"), []byte("k2"))
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+}
