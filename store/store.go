@@ -126,6 +126,7 @@ type Store struct {
 	events *engineEvents
 	db     *pebble.DB
 	ring   *syncRing // the log's syncs go through it, if not nil
+	yields *yielder  // the tables' writers yield through it, if not nil
 	fs     vfs.FS
 	dir    string
 	sync   SyncMode
@@ -238,10 +239,15 @@ func Open(opts Options) (*Store, error) {
 			logger.Info("the log syncs with plain system calls", "reason", rerr)
 		}
 	}
+	var yields *yielder
+	if !opts.ReadOnly {
+		popts.FS, yields = withYields(popts.FS)
+	}
 	opened := false
 	defer func() {
 		if !opened {
 			ring.close()
+			yields.close()
 		}
 	}()
 	db, err := pebble.Open(opts.Dir, popts)
@@ -250,6 +256,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		ring:    ring,
+		yields:  yields,
 		syncMin: syncMin,
 		synced:  synced,
 		events:  events,
@@ -571,6 +578,7 @@ func (s *Store) Close() error {
 	}
 	err = errors.Join(err, s.db.Close())
 	s.ring.close()
+	s.yields.close()
 	s.events.close()
 	return err
 }
