@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -94,13 +95,17 @@ func TestFlushYields(t *testing.T) {
 	if s.yields == nil {
 		t.Fatal("a writable store has no yielder")
 	}
-	// 16 MB of partitions: their flush writes for well over bgYieldAfter.
+	// 16 MB of partitions that do not compress: their flush writes for
+	// well over bgYieldAfter.
+	r := rand.New(rand.NewPCG(1, 2))
 	value := make([]byte, 1000)
 	for i := range 16 {
 		b := s.NewBatch()
 		for j := range 1000 {
 			key := []byte(fmt.Sprintf("key:%d:%d", i, j))
-			value[0] = byte(j)
+			for k := range value {
+				value[k] = byte(r.Uint32())
+			}
 			b.PutSnapshot(Slot(key), key, value)
 		}
 		if err := b.Commit(); err != nil {
