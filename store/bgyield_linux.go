@@ -20,11 +20,16 @@ package store
 // costs a few µs a millisecond. With more Ps nothing waits for a flush
 // this way, and a yield finds nothing to run.
 //
-// What it cannot help: a flush or compaction in a blocking system call
-// (syncing a finished table, removing an obsolete one) keeps its P until
-// the runtime's monitor takes it back, which may take milliseconds.
+// A flush or compaction in a blocking system call keeps its P as well,
+// until the runtime's monitor takes it back, which took 3–7 ms in a
+// runtime trace: syncing a finished table, and the manifest that records
+// it; and so does pebble's cleaner, removing an obsolete table (up to
+// 7 ms). So, where the kernel allows io_uring, those syncs and removals go
+// through a ring of their own (see syncRing), and the caller waits in the
+// netpoller, its P free.
 
 import (
+	"errors"
 	"os"
 	"runtime"
 	"strings"
@@ -43,12 +48,15 @@ const bgYieldAfter = time.Millisecond
 // yielder parks table writers in the netpoller; it keeps an eventfd per
 // writer yielding at once.
 type yielder struct {
-	base   time.Time // file times are nanoseconds since base (monotonic)
-	mu     sync.Mutex
-	free   []*parker // idle
-	all    []*parker // every one made, to close
-	closed bool
-	yields atomic.Int64 // made, for tests
+	base time.Time // file times are nanoseconds since base (monotonic)
+	ring *syncRing // syncs tables and the manifest, if not nil
+	// noUnlink is set once the ring has refused to remove a file.
+	noUnlink atomic.Bool
+	mu       sync.Mutex
+	free     []*parker // idle
+	all      []*parker // every one made, to close
+	closed   bool
+	yields   atomic.Int64 // made, for tests
 }
 
 // parker is an eventfd registered with Go's netpoller.
@@ -59,8 +67,13 @@ type parker struct {
 
 // withYields returns fs with the table files it creates yielding, and
 // the yielder, which the caller closes once nothing writes through fs.
+// If fs is the operating system's, the tables and the manifest sync
+// through a ring, if the kernel allows one.
 func withYields(fs vfs.FS) (vfs.FS, *yielder) {
 	y := &yielder{base: time.Now()}
+	if fs == vfs.Default {
+		y.ring, _ = newSyncRing() // nil: plain syncs
+	}
 	return yieldFS{FS: fs, y: y}, y
 }
 
@@ -144,36 +157,93 @@ func (y *yielder) close() {
 		p.f.Close()
 	}
 	y.all, y.free = nil, nil
+	y.ring.close()
 }
 
-// yieldFS makes the table files pebble creates yield.
+// yieldFS makes the table files pebble creates yield, and syncs and
+// removes them through the yielder's ring.
 type yieldFS struct {
 	vfs.FS
 	y *yielder
 }
 
+// Remove removes a table or a log file through the ring, if there is one
+// and the kernel's rings can; other files and directories plainly.
+func (fs yieldFS) Remove(name string) error {
+	base := fs.PathBase(name)
+	if r := fs.y.ring; r != nil && !fs.y.noUnlink.Load() && (isTable(base) || strings.HasSuffix(base, ".log")) {
+		err := r.unlink(name)
+		switch {
+		case errors.Is(err, errNoUnlink):
+			fs.y.noUnlink.Store(true)
+		case !errors.Is(err, errRingDown):
+			return err
+		}
+	}
+	return fs.FS.Remove(name)
+}
+
+func isTable(base string) bool {
+	return strings.HasSuffix(base, ".sst") || strings.HasSuffix(base, ".blob")
+}
+
 func (fs yieldFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
-	if err != nil || !(strings.HasSuffix(name, ".sst") || strings.HasSuffix(name, ".blob")) {
+	if err != nil {
 		return f, err
 	}
-	yf := &yieldFile{File: f, y: fs.y}
+	base := fs.PathBase(name)
+	table := isTable(base)
+	if !table && !strings.HasPrefix(base, "MANIFEST-") {
+		return f, nil
+	}
+	yf := &yieldFile{File: f, y: fs.y, name: base, yields: table}
+	if fs.y.ring != nil && f.Fd() != vfs.InvalidFd {
+		yf.ring = fs.y.ring
+	}
 	yf.last.Store(fs.y.since())
 	return yf, nil
 }
 
-// yieldFile is a table being written; it yields every bgYieldAfter.
+// yieldFile is a table or a manifest being written. A table yields every
+// bgYieldAfter; both sync through the ring, if any.
 type yieldFile struct {
 	vfs.File
-	y    *yielder
-	last atomic.Int64 // the last yield, or the creation (see yielder.since)
+	y      *yielder
+	ring   *syncRing // nil: plain syncs
+	name   string
+	yields bool
+	last   atomic.Int64 // the last yield, or the creation (see yielder.since)
 }
 
 func (f *yieldFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
-	if now := f.y.since(); now-f.last.Load() >= int64(bgYieldAfter) {
-		f.y.yield()
-		f.last.Store(f.y.since())
+	if f.yields {
+		if now := f.y.since(); now-f.last.Load() >= int64(bgYieldAfter) {
+			f.y.yield()
+			f.last.Store(f.y.since())
+		}
 	}
 	return n, err
+}
+
+// Sync syncs through the ring, or plainly if there is none or it is down.
+func (f *yieldFile) Sync() error {
+	if f.ring != nil {
+		if err := f.ring.sync(int(f.Fd()), false, f.name); !errors.Is(err, errRingDown) {
+			return err
+		}
+	}
+	return f.File.Sync()
+}
+
+// SyncData syncs through the ring, or plainly if there is none or it is
+// down.
+func (f *yieldFile) SyncData() error {
+	if f.ring != nil {
+		if err := f.ring.sync(int(f.Fd()), true, f.name); !errors.Is(err, errRingDown) {
+			return err
+		}
+	}
+	return f.File.SyncData()
 }

@@ -1,14 +1,19 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	iofs "io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -128,4 +133,118 @@ func TestFlushYields(t *testing.T) {
 		t.Fatal("a closed store's yielder made a parker")
 	}
 	y.yield() // must not block
+}
+
+// TestTablesSyncThroughRing: on the operating system's files, a flush
+// syncs its table and the manifest through the yielder's ring; what it
+// wrote is there after a reopen. In memory there is no ring.
+func TestTablesSyncThroughRing(t *testing.T) {
+	ringOrSkip(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	s, err := Open(Options{Dir: dir, Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.yields.ring == nil {
+		t.Fatal("a store on disk has no ring for its tables")
+	}
+	b := s.NewBatch()
+	b.SetMeta("x", []byte("y"))
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	before := s.yields.ring.syncs.Load()
+	if err := s.Pebble().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.yields.ring.syncs.Load() - before; n < 2 {
+		t.Fatalf("a flush made %d syncs through the ring, want its table's and the manifest's", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(Options{Dir: dir, Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok, err := s.GetMeta("x")
+	if err != nil || !ok || string(v) != "y" {
+		t.Fatalf("after a reopen: %q, %v, %v", v, ok, err)
+	}
+	s.Close()
+
+	if m := openMem(t); m.yields.ring != nil {
+		t.Fatal("a store in memory has a sync ring for its tables")
+	}
+}
+
+// TestTablesRemovedThroughRing: tables and log files are removed through
+// the yielder's ring, other files plainly; a missing file's error is one
+// pebble takes for "not there"; and a compaction's obsolete tables go
+// that way.
+func TestTablesRemovedThroughRing(t *testing.T) {
+	ringOrSkip(t)
+	fs, y := withYields(vfs.Default)
+	defer y.close()
+	if y.ring == nil {
+		t.Fatal("no ring on the operating system's files")
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"000001.sst", "000002.blob", "000003.log", "OPTIONS-000004"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := y.ring.unlinks.Load()
+		if err := fs.Remove(path); err != nil {
+			t.Fatalf("remove %s: %v", name, err)
+		}
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatalf("%s is still there: %v", name, err)
+		}
+		if y.noUnlink.Load() {
+			t.Skip("this kernel's rings do not remove files (before 5.11); they are removed plainly")
+		}
+		want := int64(1)
+		if name == "OPTIONS-000004" {
+			want = 0
+		}
+		if got := y.ring.unlinks.Load() - before; got != want {
+			t.Errorf("%s: %d removals through the ring, want %d", name, got, want)
+		}
+		if err := fs.Remove(path); !errors.Is(err, iofs.ErrNotExist) || !oserror.IsNotExist(err) {
+			t.Errorf("removing %s again: %v, want a not-exist error", name, err)
+		}
+	}
+
+	s, err := Open(Options{Dir: filepath.Join(dir, "data"), Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	before := s.yields.ring.unlinks.Load()
+	for round := range 3 {
+		b := s.NewBatch()
+		for i := range 100 {
+			b.SetMeta(fmt.Sprint(i), []byte{byte(round)})
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := s.Pebble().Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Pebble().Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	// Pebble's cleaner removes the compacted tables in the background.
+	for deadline := time.Now().Add(10 * time.Second); s.yields.ring.unlinks.Load() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("no obsolete table was removed through the ring within 10 s of a compaction")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -15,8 +15,10 @@ package store
 // unpipelined request, and raised the pipelined rate by about a sixth
 // with a shorter p99.
 //
-// Only the log's files use it: pebble syncs the log one sync at a time,
-// and its other syncs (tables, the manifest) are rare. Where the kernel
+// The log's files have a ring of their own: pebble syncs the log one sync
+// at a time. Its other syncs (tables, the manifest) are rare, and go
+// through a second ring (see bgyield_linux.go), so that they neither wait
+// for the log's nor hold it up. Where the kernel
 // refuses io_uring (an old kernel, a seccomp filter, io_uring_disabled),
 // Open falls back to plain syncs. The Go io_uring libraries wait for
 // completions in io_uring_enter, which blocks a thread: the point here is
@@ -43,6 +45,7 @@ const (
 	ioringFeatSingleMmap  = 1 << 0
 	ioringOffSQEs         = 0x10000000
 	ioringOpFsync         = 3
+	ioringOpUnlinkat      = 36
 	ioringFsyncDatasync   = 1 << 0
 	ioringRegisterEventfd = 4
 	sqeSize               = 64
@@ -78,23 +81,25 @@ var _ [120]byte = [unsafe.Sizeof(uringParams{})]byte{}
 // failed to take a submission); the sync was not made.
 var errRingDown = errors.New("io_uring: the ring is down")
 
-// syncRing runs fdatasyncs through an io_uring instance, one at a time.
+// syncRing runs fsyncs and fdatasyncs (and removes files) through an
+// io_uring instance, one operation at a time.
 type syncRing struct {
-	mu     sync.Mutex // held for a whole sync: one is in flight at most
-	fd     int
-	ring   []byte // the submission and completion rings (one mapping)
-	sqes   []byte // the submission entries
-	sqTail *uint32
-	sqMask uint32
-	sqArr  unsafe.Pointer // the submission ring's array of entry indexes
-	cqHead *uint32
-	cqTail *uint32
-	cqMask uint32
-	cqes   unsafe.Pointer
-	ev     *os.File // an eventfd the ring signals on completions, in Go's netpoller
-	evc    syscall.RawConn
-	closed bool
-	syncs  atomic.Int64 // completed, for tests
+	mu      sync.Mutex // held for a whole operation: one is in flight at most
+	fd      int
+	ring    []byte // the submission and completion rings (one mapping)
+	sqes    []byte // the submission entries
+	sqTail  *uint32
+	sqMask  uint32
+	sqArr   unsafe.Pointer // the submission ring's array of entry indexes
+	cqHead  *uint32
+	cqTail  *uint32
+	cqMask  uint32
+	cqes    unsafe.Pointer
+	ev      *os.File // an eventfd the ring signals on completions, in Go's netpoller
+	evc     syscall.RawConn
+	closed  bool
+	syncs   atomic.Int64 // completed, for tests
+	unlinks atomic.Int64 // files removed, for tests
 }
 
 // newSyncRing sets up a ring, or reports why the kernel refused one.
@@ -143,26 +148,79 @@ func newSyncRing() (r *syncRing, err error) {
 	return r, nil
 }
 
-// datasync makes fd's data durable, as fdatasync does.
-func (r *syncRing) datasync(fd int) error {
+// datasync makes the log file fd's data durable, as fdatasync does.
+func (r *syncRing) datasync(fd int) error { return r.sync(fd, true, "write-ahead log") }
+
+// sync makes fd's data durable, and its metadata too unless datasync, as
+// fdatasync and fsync do; name names the file in errors.
+func (r *syncRing) sync(fd int, datasync bool, name string) error {
+	op, flags := "fsync", uint32(0)
+	if datasync {
+		op, flags = "fdatasync", ioringFsyncDatasync
+	}
+	res, err := r.run(func(sqe []byte) {
+		sqe[0] = ioringOpFsync
+		*(*int32)(unsafe.Pointer(&sqe[4])) = int32(fd)
+		*(*uint32)(unsafe.Pointer(&sqe[28])) = flags
+	})
+	if err != nil {
+		return err
+	}
+	if res < 0 {
+		return &os.PathError{Op: op, Path: name, Err: syscall.Errno(-res)}
+	}
+	r.syncs.Add(1)
+	return nil
+}
+
+// errNoUnlink reports a kernel whose rings cannot remove files (before
+// 5.11); the file was not removed.
+var errNoUnlink = errors.New("io_uring: the kernel does not remove files")
+
+// unlink removes the file at path, as unlink does.
+func (r *syncRing) unlink(path string) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return &os.PathError{Op: "remove", Path: path, Err: err}
+	}
+	res, err := r.run(func(sqe []byte) {
+		sqe[0] = ioringOpUnlinkat
+		*(*int32)(unsafe.Pointer(&sqe[4])) = unix.AT_FDCWD
+		*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(unsafe.Pointer(p)))
+	})
+	runtime.KeepAlive(p) // the kernel read it until the completion
+	switch {
+	case err != nil:
+		return err
+	case res == -int32(unix.EINVAL):
+		return errNoUnlink // an operation it does not know (nothing else is invalid)
+	case res < 0:
+		return &os.PathError{Op: "remove", Path: path, Err: syscall.Errno(-res)}
+	}
+	r.unlinks.Add(1)
+	return nil
+}
+
+// run submits the entry prep fills in (a cleared one) and waits in the
+// netpoller for its completion, whose result it returns.
+func (r *syncRing) run(prep func(sqe []byte)) (int32, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return errRingDown
+		return 0, errRingDown
 	}
 	tail := *r.sqTail
 	i := tail & r.sqMask
 	sqe := r.sqes[i*sqeSize : (i+1)*sqeSize]
 	clear(sqe)
-	sqe[0] = ioringOpFsync
-	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(fd)
-	*(*uint32)(unsafe.Pointer(&sqe[28])) = ioringFsyncDatasync
+	prep(sqe)
 	*(*uint32)(unsafe.Add(r.sqArr, 4*i)) = i
 	atomic.StoreUint32(r.sqTail, tail+1) // publishes the entry
 	for try := 0; ; try++ {
-		// Submitting does not wait: the kernel cannot sync without
-		// blocking, so it hands the sync to a worker of the ring. A raw
-		// system call keeps the runtime's monitor asleep.
+		// Submitting does not wait: the kernel cannot sync (or remove a
+		// file) without blocking, so it hands the operation to a worker
+		// of the ring. A raw system call keeps the runtime's monitor
+		// asleep.
 		n, _, e := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), 1, 0, 0, 0, 0)
 		if e == 0 && n == 1 {
 			break
@@ -178,7 +236,7 @@ func (r *syncRing) datasync(fd int) error {
 			if e == 0 {
 				e = unix.EAGAIN
 			}
-			return fmt.Errorf("%w: io_uring_enter: %w", errRingDown, e)
+			return 0, fmt.Errorf("%w: io_uring_enter: %w", errRingDown, e)
 		}
 	}
 	// Park until the completion is posted. The eventfd is cleared before
@@ -192,16 +250,12 @@ func (r *syncRing) datasync(fd int) error {
 		unix.RawSyscall(unix.SYS_READ, efd, uintptr(unsafe.Pointer(&buf[0])), 8)
 		return *r.cqHead != atomic.LoadUint32(r.cqTail)
 	}); err != nil {
-		return err
+		return 0, err
 	}
 	head := *r.cqHead
 	res := *(*int32)(unsafe.Add(r.cqes, cqeSize*(head&r.cqMask)+8))
 	atomic.StoreUint32(r.cqHead, head+1) // frees the completion's slot
-	if res < 0 {
-		return &os.PathError{Op: "fdatasync", Path: "write-ahead log", Err: syscall.Errno(-res)}
-	}
-	r.syncs.Add(1)
-	return nil
+	return res, nil
 }
 
 // close releases the ring, if any; syncs through it fail after it (with

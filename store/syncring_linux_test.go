@@ -66,6 +66,14 @@ func TestSyncRingDatasync(t *testing.T) {
 	if err := r.datasync(int(f.Fd())); err != nil {
 		t.Fatalf("a sync after a failed one: %v", err)
 	}
+	// A full fsync, as tables and the manifest take.
+	if err := r.sync(int(f.Fd()), false, "table"); err != nil {
+		t.Fatalf("fsync through the ring: %v", err)
+	}
+	var pe *os.PathError
+	if err := r.sync(1<<20, false, "000001.sst"); !errors.As(err, &pe) || pe.Op != "fsync" || pe.Path != "000001.sst" || !errors.Is(err, syscall.EBADF) {
+		t.Fatalf("fsync of a closed descriptor: %v, want fsync 000001.sst: EBADF", err)
+	}
 	r.close()
 	if err := r.datasync(int(f.Fd())); !errors.Is(err, errRingDown) {
 		t.Fatalf("sync on a closed ring: %v", err)
