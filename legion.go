@@ -103,11 +103,12 @@ type Config struct {
 	// sync of a large group (48 entries or more: many writers, or long
 	// pipelines); FsyncUnpaced syncs as soon as a commit asks.
 	FsyncMinInterval time.Duration
-	// PlainLogSyncs, with FsyncAlways on Linux, syncs the log with plain
-	// fdatasync calls rather than through io_uring, where the waiting
-	// goroutine parks instead of blocking a thread (see store.syncRing).
-	// Where the kernel refuses io_uring the syncs are plain anyway.
-	PlainLogSyncs bool
+	// NoIOUring makes plain system calls of what on Linux otherwise goes
+	// through io_uring, where the waiting goroutine parks instead of
+	// blocking a thread (see store.syncRing): the log's syncs with
+	// FsyncAlways, and the tables' syncs and removals. Where the kernel
+	// refuses io_uring the calls are plain anyway.
+	NoIOUring bool
 	// SearchCacheBytes bounds the cache of pages of exact tags (on the Go
 	// heap): the first page of a tag, and a page after a key once it has
 	// been read twice; such a search is answered from it while no write has
@@ -267,7 +268,7 @@ func Open(cfg Config) (*DB, error) {
 		SyncMinInterval: cfg.FsyncMinInterval,
 		TagPageBytes:    cfg.SearchCacheBytes,
 		Logger:          cfg.Logger,
-		PlainLogSyncs:   cfg.PlainLogSyncs,
+		NoIOUring:       cfg.NoIOUring,
 	})
 	if err != nil {
 		return nil, err
@@ -461,6 +462,9 @@ type StorageStats struct {
 	InMemory  bool
 	// LogSyncsIOUring reports that the log's syncs go through io_uring.
 	LogSyncsIOUring bool
+	// TablesIOUring reports that the tables' syncs and removals go
+	// through io_uring.
+	TablesIOUring bool
 	// WriteStalls counts the times the storage engine held writes back
 	// because flushes or compactions fell behind; WriteStallTime is how
 	// long in all.
@@ -494,6 +498,7 @@ func (db *DB) StorageStats() StorageStats {
 		DataDir:           db.cfg.DataDir,
 		InMemory:          db.cfg.InMemory || db.cfg.FS != nil,
 		LogSyncsIOUring:   db.store.SyncsThroughRing(),
+		TablesIOUring:     db.store.TablesThroughRing(),
 	}
 }
 

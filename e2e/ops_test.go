@@ -714,17 +714,19 @@ function index(state, key) return { "len:" .. #state.tokens } end`)
 }
 
 // TestLogSyncPath: with fsync always on disk the log syncs through
-// io_uring unless --io-uring no, or the kernel refuses io_uring (which
+// io_uring, and in every mode the tables sync and are removed through
+// io_uring, unless --io-uring no, or the kernel refuses io_uring (which
 // the log then says); INFO tells which, and acknowledged events are there
 // after a restart either way.
 func TestLogSyncPath(t *testing.T) {
 	for _, tc := range []struct {
-		args []string
-		ring bool // whether the ring is wanted
+		args   []string
+		ring   bool // whether the log's ring is wanted
+		tables bool // whether the tables' ring is wanted
 	}{
-		{nil, true},
-		{[]string{"--io-uring", "no"}, false},
-		{[]string{"--fsync", "no"}, false},
+		{nil, true, true},
+		{[]string{"--io-uring", "no"}, false, false},
+		{[]string{"--fsync", "no"}, false, true},
 	} {
 		s := startServer(t, t.TempDir(), tc.args...)
 		c := s.client(t)
@@ -745,6 +747,17 @@ func TestLogSyncPath(t *testing.T) {
 		}
 		if refused != (tc.ring && want == "log_sync_io_uring:0") {
 			t.Fatalf("%v: the log says io_uring was refused: %v", tc.args, refused)
+		}
+		tablesRefused := strings.Contains(s.Log(), "the tables sync and are removed with plain system calls")
+		wantTables := "table_io_uring:0"
+		if tc.tables && !tablesRefused {
+			wantTables = "table_io_uring:1"
+		}
+		if !strings.Contains(info, wantTables+"\r\n") {
+			t.Fatalf("%v: INFO persistence lacks %q (io_uring refused: %v):\n%s", tc.args, wantTables, tablesRefused, info)
+		}
+		if tablesRefused && !tc.tables {
+			t.Fatalf("%v: the log says io_uring was refused for the tables, which were not to use it", tc.args)
 		}
 		s.restart(syscall.SIGTERM)
 		if got := s.client(t).Do(ctx(t), "LEGION.GET", "k").Val(); got != `{"count":5}` {

@@ -407,6 +407,7 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("storage_engine", "pebble")
 		kv("fsync", ss.Fsync.String())
 		kv("log_sync_io_uring", boolInt(ss.LogSyncsIOUring))
+		kv("table_io_uring", boolInt(ss.TablesIOUring))
 		kv("in_memory", boolInt(ss.InMemory))
 		if !ss.InMemory {
 			kv("data_dir", ss.DataDir)

@@ -149,15 +149,15 @@ func options() []option {
 				return
 			},
 			get: func(c *Config) string { return legion.FormatFsyncMinInterval(c.DB.FsyncMinInterval) }},
-		{name: "io-uring", usage: "yes: with fsync always on Linux, sync the log through io_uring, where the waiting goroutine parks instead of blocking a thread; no: plain fdatasync calls (plain anyway where the kernel refuses io_uring)",
+		{name: "io-uring", usage: "yes: on Linux, sync the log (with fsync always) and the tables, and remove old tables, through io_uring, where the waiting goroutine parks instead of blocking a thread; no: plain system calls (plain anyway where the kernel refuses io_uring)",
 			set: func(c *Config, v string) error {
 				on, err := parseBool(v)
 				if err == nil {
-					c.DB.PlainLogSyncs = !on
+					c.DB.NoIOUring = !on
 				}
 				return err
 			},
-			get: func(c *Config) string { return map[bool]string{true: "no", false: "yes"}[c.DB.PlainLogSyncs] }},
+			get: func(c *Config) string { return map[bool]string{true: "no", false: "yes"}[c.DB.NoIOUring] }},
 		sizeOpt("cache-size", "memory for loaded partitions (e.g. 256mb)", func(c *Config) *int64 { return &c.DB.CacheBytes }),
 		sizeOpt("block-cache-size", "pebble's block cache (e.g. 64mb)", func(c *Config) *int64 { return &c.DB.BlockCacheBytes }),
 		cacheSizeOpt("search-cache-size", "memory for pages of exact-tag searches (the first page of a tag, and pages after a key read twice), answered without reading storage while their tag is unchanged (0 disables)", func(c *Config) *int64 { return &c.DB.SearchCacheBytes }),

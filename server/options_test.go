@@ -76,14 +76,14 @@ func TestOptionValues(t *testing.T) {
 	}
 	for v, plain := range map[string]bool{"no": true, "yes": false} {
 		cfg, _, err = ParseArgs([]string{"--io-uring", v}, env(nil), &out)
-		if err != nil || cfg.DB.PlainLogSyncs != plain {
-			t.Fatalf("--io-uring %s: plain log syncs %v, %v", v, cfg.DB.PlainLogSyncs, err)
+		if err != nil || cfg.DB.NoIOUring != plain {
+			t.Fatalf("--io-uring %s: plain log syncs %v, %v", v, cfg.DB.NoIOUring, err)
 		}
 	}
-	if cfg, _, err = ParseArgs(nil, env(map[string]string{"LEGION_IO_URING": "no"}), &out); err != nil || !cfg.DB.PlainLogSyncs {
-		t.Fatalf("LEGION_IO_URING=no: plain log syncs %v, %v", cfg.DB.PlainLogSyncs, err)
+	if cfg, _, err = ParseArgs(nil, env(map[string]string{"LEGION_IO_URING": "no"}), &out); err != nil || !cfg.DB.NoIOUring {
+		t.Fatalf("LEGION_IO_URING=no: plain log syncs %v, %v", cfg.DB.NoIOUring, err)
 	}
-	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != legion.FsyncPaced || d.DB.PlainLogSyncs {
+	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != legion.FsyncPaced || d.DB.NoIOUring {
 		t.Fatalf("defaults: %+v", d)
 	}
 }

@@ -67,15 +67,20 @@ type parker struct {
 
 // withYields returns fs with the table files it creates yielding, and
 // the yielder, which the caller closes once nothing writes through fs.
-// If fs is the operating system's, the tables and the manifest sync
-// through a ring, if the kernel allows one.
-func withYields(fs vfs.FS) (vfs.FS, *yielder) {
+// If uring is set (fs is then the operating system's, maybe wrapped),
+// the tables and the manifest sync, and tables and logs are removed,
+// through a ring, if the kernel allows one; if it refuses, err says why
+// (and they are plain system calls).
+func withYields(fs vfs.FS, uring bool) (_ vfs.FS, _ *yielder, err error) {
 	y := &yielder{base: time.Now()}
-	if fs == vfs.Default {
-		y.ring, _ = newSyncRing() // nil: plain syncs
+	if uring {
+		y.ring, err = newSyncRing()
 	}
-	return yieldFS{FS: fs, y: y}, y
+	return yieldFS{FS: fs, y: y}, y, err
 }
+
+// hasRing reports whether y syncs and removes through a ring.
+func (y *yielder) hasRing() bool { return y != nil && y.ring != nil }
 
 // since is the time since y.base in nanoseconds.
 func (y *yielder) since() int64 { return int64(time.Since(y.base)) }

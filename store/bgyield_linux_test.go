@@ -23,7 +23,7 @@ import (
 // reader would wait for the runtime's monitor, up to 10 ms.)
 func TestYieldRunsReadyReaders(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	_, y := withYields(vfs.NewMem())
+	_, y, _ := withYields(vfs.NewMem(), false)
 	defer y.close()
 	for round := range 20 {
 		r, w, err := os.Pipe() // in Go's netpoller, as sockets are
@@ -58,7 +58,7 @@ func TestYieldRunsReadyReaders(t *testing.T) {
 // TestOnlyTablesYield: a table file yields on the first write a
 // bgYieldAfter after its creation or its last yield; other files never.
 func TestOnlyTablesYield(t *testing.T) {
-	fs, y := withYields(vfs.NewMem())
+	fs, y, _ := withYields(vfs.NewMem(), false)
 	defer y.close()
 	write := func(f vfs.File) {
 		t.Helper()
@@ -185,10 +185,10 @@ func TestTablesSyncThroughRing(t *testing.T) {
 // that way.
 func TestTablesRemovedThroughRing(t *testing.T) {
 	ringOrSkip(t)
-	fs, y := withYields(vfs.Default)
+	fs, y, err := withYields(vfs.Default, true)
 	defer y.close()
-	if y.ring == nil {
-		t.Fatal("no ring on the operating system's files")
+	if err != nil || y.ring == nil {
+		t.Fatalf("no ring on the operating system's files: %v", err)
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"000001.sst", "000002.blob", "000003.log", "OPTIONS-000004"} {

@@ -10,4 +10,6 @@ type yielder struct{}
 
 func (*yielder) close() {}
 
-func withYields(fs vfs.FS) (vfs.FS, *yielder) { return fs, nil }
+func withYields(fs vfs.FS, uring bool) (vfs.FS, *yielder, error) { return fs, nil, nil }
+
+func (*yielder) hasRing() bool { return false }

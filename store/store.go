@@ -114,10 +114,10 @@ type Options struct {
 	Logger *slog.Logger
 	// ReadOnly opens the store for reading only.
 	ReadOnly bool
-	// PlainLogSyncs makes the log's syncs plain fdatasync calls, as where
-	// the kernel refuses io_uring, rather than go through a ring (see
-	// syncRing).
-	PlainLogSyncs bool
+	// NoIOUring makes plain system calls, as where the kernel refuses
+	// io_uring, of the log's syncs and the tables' syncs and removals,
+	// rather than send them through rings (see syncRing).
+	NoIOUring bool
 }
 
 // Store is an open pebble database with Legion's layout. It is safe for
@@ -233,7 +233,7 @@ func Open(opts Options) (*Store, error) {
 	syncMin.Store(int64(opts.SyncMinInterval))
 	popts.WALMinSyncInterval = func() time.Duration { return syncInterval(syncMin, synced) }
 	var ring *syncRing
-	if opts.Sync == SyncAlways && !opts.ReadOnly && !opts.PlainLogSyncs && opts.FS == vfs.Default {
+	if opts.Sync == SyncAlways && !opts.ReadOnly && !opts.NoIOUring && opts.FS == vfs.Default {
 		var rerr error
 		if popts.FS, ring, rerr = withSyncRing(popts.FS); rerr != nil {
 			logger.Info("the log syncs with plain system calls", "reason", rerr)
@@ -241,7 +241,10 @@ func Open(opts Options) (*Store, error) {
 	}
 	var yields *yielder
 	if !opts.ReadOnly {
-		popts.FS, yields = withYields(popts.FS)
+		var rerr error
+		if popts.FS, yields, rerr = withYields(popts.FS, !opts.NoIOUring && opts.FS == vfs.Default); rerr != nil {
+			logger.Info("the tables sync and are removed with plain system calls", "reason", rerr)
+		}
 	}
 	opened := false
 	defer func() {
@@ -589,6 +592,10 @@ func (s *Store) committed() {
 	s.done.Add(1)
 	s.tagIters.drop()
 }
+
+// TablesThroughRing reports whether the tables' syncs and removals go
+// through io_uring (see withYields).
+func (s *Store) TablesThroughRing() bool { return s.yields.hasRing() }
 
 // SyncsThroughRing reports whether the log's syncs go through io_uring
 // (see syncRing).

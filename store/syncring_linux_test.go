@@ -96,12 +96,12 @@ func TestLogSyncsThroughRing(t *testing.T) {
 	ringOrSkip(t)
 	for _, plain := range []bool{false, true} {
 		dir := filepath.Join(t.TempDir(), "data")
-		s, err := Open(Options{Dir: dir, Sync: SyncAlways, PlainLogSyncs: plain})
+		s, err := Open(Options{Dir: dir, Sync: SyncAlways, NoIOUring: plain})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if (s.ring == nil) != plain {
-			t.Fatalf("PlainLogSyncs %v: ring %v", plain, s.ring)
+			t.Fatalf("NoIOUring %v: ring %v", plain, s.ring)
 		}
 		before := int64(0)
 		if s.ring != nil {
@@ -123,7 +123,7 @@ func TestLogSyncsThroughRing(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		s, err = Open(Options{Dir: dir, Sync: SyncAlways, PlainLogSyncs: plain})
+		s, err = Open(Options{Dir: dir, Sync: SyncAlways, NoIOUring: plain})
 		if err != nil {
 			t.Fatal(err)
 		}
