@@ -153,15 +153,12 @@ func (y *yielder) close() {
 		return
 	}
 	y.mu.Lock()
-	defer y.mu.Unlock()
-	if y.closed {
-		return
-	}
-	y.closed = true
-	for _, p := range y.all {
+	all := y.all
+	y.all, y.free, y.closed = nil, nil, true
+	y.mu.Unlock()
+	for _, p := range all {
 		p.f.Close()
 	}
-	y.all, y.free = nil, nil
 	y.ring.close()
 }
 
@@ -232,23 +229,6 @@ func (f *yieldFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Sync syncs through the ring, or plainly if there is none or it is down.
-func (f *yieldFile) Sync() error {
-	if f.ring != nil {
-		if err := f.ring.sync(int(f.Fd()), false, f.name); !errors.Is(err, errRingDown) {
-			return err
-		}
-	}
-	return f.File.Sync()
-}
-
-// SyncData syncs through the ring, or plainly if there is none or it is
-// down.
-func (f *yieldFile) SyncData() error {
-	if f.ring != nil {
-		if err := f.ring.sync(int(f.Fd()), true, f.name); !errors.Is(err, errRingDown) {
-			return err
-		}
-	}
-	return f.File.SyncData()
-}
+// Sync and SyncData sync through the ring, or plainly (see syncThrough).
+func (f *yieldFile) Sync() error     { return syncThrough(f.ring, f.File, false, f.name) }
+func (f *yieldFile) SyncData() error { return syncThrough(f.ring, f.File, true, f.name) }

@@ -312,12 +312,20 @@ type ringFile struct {
 }
 
 // SyncData syncs through the ring, or plainly if the ring is down.
-func (f ringFile) SyncData() error {
-	err := f.r.datasync(int(f.Fd()))
-	if errors.Is(err, errRingDown) {
-		return f.File.SyncData()
+func (f ringFile) SyncData() error { return syncThrough(f.r, f.File, true, "write-ahead log") }
+
+// syncThrough syncs f (its data only if datasync) through r, or plainly
+// if r is nil or down; name names f in errors.
+func syncThrough(r *syncRing, f vfs.File, datasync bool, name string) error {
+	if r != nil {
+		if err := r.sync(int(f.Fd()), datasync, name); !errors.Is(err, errRingDown) {
+			return err
+		}
 	}
-	return err
+	if datasync {
+		return f.SyncData()
+	}
+	return f.Sync()
 }
 
 // withSyncRing returns fs with the log's syncs going through a new ring,
