@@ -218,12 +218,25 @@ func TestTablesRemovedThroughRing(t *testing.T) {
 		}
 	}
 
-	s, err := Open(Options{Dir: filepath.Join(dir, "data"), Sync: SyncNever})
+	// A path relative to the working directory, as a data dir may be.
+	t.Chdir(dir)
+	if err := os.WriteFile("000005.sst", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := y.ring.unlinks.Load()
+	if err := fs.Remove("000005.sst"); err != nil || y.ring.unlinks.Load() != before+1 {
+		t.Fatalf("remove of a relative path: %v, %d through the ring", err, y.ring.unlinks.Load()-before)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "000005.sst")); !os.IsNotExist(err) {
+		t.Fatalf("000005.sst is still there: %v", err)
+	}
+
+	s, err := Open(Options{Dir: "data", Sync: SyncNever})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	before := s.yields.ring.unlinks.Load()
+	before = s.yields.ring.unlinks.Load()
 	for round := range 3 {
 		b := s.NewBatch()
 		for i := range 100 {
