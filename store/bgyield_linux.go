@@ -25,9 +25,10 @@ package store
 // until the runtime's monitor takes it back, which took 3–7 ms in a
 // runtime trace: syncing a finished table, and the manifest that records
 // it; and so does pebble's cleaner, removing an obsolete table (up to
-// 7 ms). So, where the kernel allows io_uring, those syncs and removals go
-// through a ring of their own (see syncRing), and the caller waits in the
-// netpoller, its P free.
+// 7 ms). So, where the kernel allows io_uring, those syncs and those
+// removals go through rings of their own (see syncRing; a ring runs one
+// operation at a time, and a flush's sync must not wait behind the
+// cleaner), and the caller waits in the netpoller, its P free.
 
 import (
 	"errors"
@@ -51,6 +52,10 @@ const bgYieldAfter = time.Millisecond
 type yielder struct {
 	base time.Time // file times are nanoseconds since base (monotonic)
 	ring *syncRing // syncs tables and the manifest, if not nil
+	// rm removes tables and logs, if not nil: a ring of its own, so that
+	// a flush's sync never waits behind the cleaner's removals, which
+	// take as long.
+	rm *syncRing
 	// noUnlink is set once the ring has refused to remove a file.
 	noUnlink atomic.Bool
 	mu       sync.Mutex
@@ -75,12 +80,17 @@ type parker struct {
 func withYields(fs vfs.FS, uring bool) (_ vfs.FS, _ *yielder, err error) {
 	y := &yielder{base: time.Now()}
 	if uring {
-		y.ring, err = newSyncRing()
+		if y.ring, err = newSyncRing(); err == nil {
+			if y.rm, err = newSyncRing(); err != nil {
+				y.ring.close()
+				y.ring = nil
+			}
+		}
 	}
 	return yieldFS{FS: fs, y: y}, y, err
 }
 
-// hasRing reports whether y syncs and removes through a ring.
+// hasRing reports whether y syncs and removes through rings.
 func (y *yielder) hasRing() bool { return y != nil && y.ring != nil }
 
 // since is the time since y.base in nanoseconds.
@@ -161,20 +171,22 @@ func (y *yielder) close() {
 		p.f.Close()
 	}
 	y.ring.close()
+	y.rm.close()
 }
 
 // yieldFS makes the table files pebble creates yield, and syncs and
-// removes them through the yielder's ring.
+// removes them through the yielder's rings.
 type yieldFS struct {
 	vfs.FS
 	y *yielder
 }
 
-// Remove removes a table or a log file through the ring, if there is one
-// and the kernel's rings can; other files and directories plainly.
+// Remove removes a table or a log file through the yielder's removal
+// ring, if there is one and the kernel's rings can; other files and
+// directories plainly.
 func (fs yieldFS) Remove(name string) error {
 	base := fs.PathBase(name)
-	if r := fs.y.ring; r != nil && !fs.y.noUnlink.Load() && (isTable(base) || strings.HasSuffix(base, ".log")) {
+	if r := fs.y.rm; r != nil && !fs.y.noUnlink.Load() && (isTable(base) || strings.HasSuffix(base, ".log")) {
 		err := r.unlink(name)
 		switch {
 		case errors.Is(err, errNoUnlink):

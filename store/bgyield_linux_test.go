@@ -174,8 +174,8 @@ func TestTablesSyncThroughRing(t *testing.T) {
 	}
 	s.Close()
 
-	if m := openMem(t); m.yields.ring != nil {
-		t.Fatal("a store in memory has a sync ring for its tables")
+	if m := openMem(t); m.yields.ring != nil || m.yields.rm != nil {
+		t.Fatal("a store in memory has rings for its tables")
 	}
 }
 
@@ -187,8 +187,8 @@ func TestTablesRemovedThroughRing(t *testing.T) {
 	ringOrSkip(t)
 	fs, y, err := withYields(vfs.Default, true)
 	defer y.close()
-	if err != nil || y.ring == nil {
-		t.Fatalf("no ring on the operating system's files: %v", err)
+	if err != nil || y.ring == nil || y.rm == nil {
+		t.Fatalf("no rings on the operating system's files: %v", err)
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"000001.sst", "000002.blob", "000003.log", "OPTIONS-000004"} {
@@ -196,7 +196,7 @@ func TestTablesRemovedThroughRing(t *testing.T) {
 		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		before := y.ring.unlinks.Load()
+		before := y.rm.unlinks.Load()
 		if err := fs.Remove(path); err != nil {
 			t.Fatalf("remove %s: %v", name, err)
 		}
@@ -210,7 +210,7 @@ func TestTablesRemovedThroughRing(t *testing.T) {
 		if name == "OPTIONS-000004" {
 			want = 0
 		}
-		if got := y.ring.unlinks.Load() - before; got != want {
+		if got := y.rm.unlinks.Load() - before; got != want {
 			t.Errorf("%s: %d removals through the ring, want %d", name, got, want)
 		}
 		if err := fs.Remove(path); !errors.Is(err, iofs.ErrNotExist) || !oserror.IsNotExist(err) {
@@ -223,9 +223,9 @@ func TestTablesRemovedThroughRing(t *testing.T) {
 	if err := os.WriteFile("000005.sst", []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := y.ring.unlinks.Load()
-	if err := fs.Remove("000005.sst"); err != nil || y.ring.unlinks.Load() != before+1 {
-		t.Fatalf("remove of a relative path: %v, %d through the ring", err, y.ring.unlinks.Load()-before)
+	before := y.rm.unlinks.Load()
+	if err := fs.Remove("000005.sst"); err != nil || y.rm.unlinks.Load() != before+1 {
+		t.Fatalf("remove of a relative path: %v, %d through the ring", err, y.rm.unlinks.Load()-before)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "000005.sst")); !os.IsNotExist(err) {
 		t.Fatalf("000005.sst is still there: %v", err)
@@ -236,7 +236,7 @@ func TestTablesRemovedThroughRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	before = s.yields.ring.unlinks.Load()
+	before = s.yields.rm.unlinks.Load()
 	for round := range 3 {
 		b := s.NewBatch()
 		for i := range 100 {
@@ -254,7 +254,7 @@ func TestTablesRemovedThroughRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Pebble's cleaner removes the compacted tables in the background.
-	for deadline := time.Now().Add(10 * time.Second); s.yields.ring.unlinks.Load() == before; {
+	for deadline := time.Now().Add(10 * time.Second); s.yields.rm.unlinks.Load() == before; {
 		if time.Now().After(deadline) {
 			t.Fatal("no obsolete table was removed through the ring within 10 s of a compaction")
 		}
