@@ -126,7 +126,7 @@ type Store struct {
 	events *engineEvents
 	db     *pebble.DB
 	ring   *syncRing // the log's syncs go through it, if not nil
-	yields *yielder  // the tables' writers yield through it, if not nil
+	yields *yielder  // tables yield, sync and are removed through it, if not nil
 	fs     vfs.FS
 	dir    string
 	sync   SyncMode
