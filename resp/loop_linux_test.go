@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +136,93 @@ func pipelineRounds(t *testing.T, addr string, clients, rounds, depth int, cmd, 
 		}
 	}
 	return first
+}
+
+// TestPipelinedRepliesWaitForTurn: the replies of a pipelined read go
+// out when the loop's turn ends, together with those of the other
+// connections served in it; an unpipelined read is answered at once.
+func TestPipelinedRepliesWaitForTurn(t *testing.T) {
+	var l *loop
+	open := make(chan struct{})
+	// gate holds the loop until the test opens it, so what the clients
+	// send meanwhile is served in the loop's next turn.
+	gate := &command{name: "gate", arity: 1, run: func(s *Server, c *client, args [][]byte, w *writer) {
+		<-open
+		w.status("OK")
+	}}
+	// probe answers how many connections of the turn, served before it,
+	// are waiting for the turn to end to be answered.
+	probe := &command{name: "probe", arity: 1, run: func(s *Server, c *client, args [][]byte, w *writer) {
+		w.integer(int64(len(l.answering)))
+	}}
+	srv, c := startWith(t, Config{EventLoops: 1}, gate, probe)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	srv.lnMu.Lock()
+	l = srv.loops[0]
+	srv.lnMu.Unlock()
+
+	// turn has each client send its commands while the loop is held,
+	// then opens the gate and returns every client's replies.
+	turn := func(cmds ...string) [][]string {
+		t.Helper()
+		ncs := make([]net.Conn, len(cmds))
+		rds := make([]*bufio.Reader, len(cmds))
+		for i := range cmds {
+			ncs[i] = dialServer(t, c.Options().Addr)
+			rds[i] = bufio.NewReader(ncs[i])
+			// Answered: the loop has taken the connection.
+			ncs[i].Write([]byte("PING\r\n"))
+			if line, err := rds[i].ReadString('\n'); err != nil || line != "+PONG\r\n" {
+				t.Fatalf("PING: %q, %v", line, err)
+			}
+		}
+		held := dialServer(t, c.Options().Addr)
+		held.Write([]byte("GATE\r\n"))
+		// Loopback delivers a write before it returns; the pause lets
+		// the loop start running GATE.
+		time.Sleep(50 * time.Millisecond)
+		for i, cmd := range cmds {
+			ncs[i].Write([]byte(cmd))
+		}
+		open <- struct{}{}
+		out := make([][]string, len(cmds))
+		for i, cmd := range cmds {
+			for range strings.Count(cmd, "\r\n") {
+				line, err := rds[i].ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[i] = append(out[i], strings.TrimSpace(line))
+			}
+		}
+		return out
+	}
+
+	// Two pipelines in one turn: the second served sees the first's
+	// replies waiting.
+	got := turn("PROBE\r\nPROBE\r\n", "PROBE\r\nPROBE\r\n")
+	first, second := got[0], got[1]
+	if first[0] == ":1" {
+		first, second = second, first
+	}
+	if want := []string{":0", ":0"}; !slices.Equal(first, want) {
+		t.Errorf("first pipeline served: %q, want %q", first, want)
+	}
+	if want := []string{":1", ":1"}; !slices.Equal(second, want) {
+		t.Errorf("second pipeline served: %q, want %q (the first's replies wait for the turn's end)", second, want)
+	}
+	// Unpipelined reads are answered as they are served.
+	got = turn("PROBE\r\n", "PROBE\r\n", "PROBE\r\n")
+	for i, r := range got {
+		if !slices.Equal(r, []string{":0"}) {
+			t.Errorf("unpipelined client %d: %q, want [:0]", i, r)
+		}
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
 }
