@@ -125,6 +125,45 @@ func TestApplyBatch(t *testing.T) {
 	check(db)
 }
 
+// TestApplyBatchManyKeys: a batch finds the partitions it has loaded,
+// by their stripes while it holds few and by a map past 64: every key of
+// a long batch written twice counts 2.
+func TestApplyBatchManyKeys(t *testing.T) {
+	db := openTestDB(t, batchCounter, nil)
+	const keys = 150
+	var writes []Write
+	for round := range 2 {
+		for i := range keys {
+			// The second round goes backwards, so it finds partitions
+			// loaded both before and after the map took over.
+			k := i
+			if round == 1 {
+				k = keys - 1 - i
+			}
+			writes = append(writes, Write{Key: []byte(fmt.Sprintf("key:%d", k)), Event: []byte("incr"), Mode: Consistent})
+		}
+	}
+	results := make([]Result, len(writes))
+	if err := db.ApplyBatch(context.Background(), writes, results)(); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range results {
+		want := "1"
+		if i >= keys {
+			want = "2"
+		}
+		if r.Err != nil || outputJSON(t, r.Out) != want {
+			t.Fatalf("write %d (%s): %v %v, want %s", i, writes[i].Key, r.Out, r.Err, want)
+		}
+	}
+	for i := range keys {
+		got, ok, err := db.Get([]byte(fmt.Sprintf("key:%d", i)))
+		if err != nil || !ok || string(got) != `{"count":2}` {
+			t.Fatalf("key:%d = %s %v %v, want {\"count\":2}", i, got, ok, err)
+		}
+	}
+}
+
 // TestApplyBatchNothingStored: a batch whose every write is refused
 // stores nothing and its wait returns at once.
 func TestApplyBatchNothingStored(t *testing.T) {

@@ -333,7 +333,8 @@ func (db *DB) ApplyBatch(ctx context.Context, writes []Write, results []Result) 
 
 // batchPartition is a partition written by a batch of writes.
 type batchPartition struct {
-	p     *partition
+	p      *partition
+	stripe uint32 // of p's key
 	dirty bool  // an event of the batch changed it
 	fatal error // set when p had to be discarded: later writes fail with it
 }
@@ -366,8 +367,8 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 	}
 
 	// The part being run: its store batch, the stripes it holds (sorted),
-	// and the partitions it loaded under them, in order of first use (a map
-	// finds them in long parts).
+	// and the partitions it loaded under them, in order of first use
+	// (found by their stripes, or by a map in long parts).
 	var (
 		b          *store.Batch
 		heldBuf    [16]uint32
@@ -392,10 +393,9 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 			b.Close()
 		}
 	}()
-	// lock takes key's stripe for the part unless the part holds it, and
+	// lock takes stripe s for the part unless the part holds it, and
 	// reports false, holding nothing new, when another writer has it.
-	lock := func(key []byte) bool {
-		s := db.stripe(key)
+	lock := func(s uint32) bool {
 		i, found := slices.BinarySearch(held, s)
 		if found {
 			return true
@@ -406,14 +406,14 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 		held = slices.Insert(held, i, s)
 		return true
 	}
-	find := func(key []byte) (*batchPartition, error) {
+	find := func(key []byte, stripe uint32) (*batchPartition, error) {
 		if byKey != nil {
 			if x := byKey[string(key)]; x != nil {
 				return x, nil
 			}
 		} else {
 			for _, x := range parts {
-				if bytes.Equal(x.p.key, key) {
+				if x.stripe == stripe && bytes.Equal(x.p.key, key) {
 					return x, nil
 				}
 			}
@@ -427,12 +427,12 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 		}
 		x := &slab[0]
 		slab = slab[1:]
-		x.p = p
+		x.p, x.stripe = p, stripe
 		parts = append(parts, x)
 		switch {
 		case byKey != nil:
 			byKey[string(p.key)] = x
-		case len(parts) > 8:
+		case len(parts) > 64:
 			byKey = make(map[string]*batchPartition, 2*len(parts))
 			for _, y := range parts {
 				byKey[string(y.p.key)] = y
@@ -496,19 +496,19 @@ func (db *DB) applyBatch(ctx context.Context, writes []Write, results []Result, 
 			results[i].Err = err
 			continue
 		}
-		if !lock(w.Key) {
+		s := db.stripe(w.Key)
+		if !lock(s) {
 			// Another writer has this key: commit what came before and
 			// release it, then wait for the key holding nothing.
 			if err := finish(); err != nil {
 				failFrom(partFrom, err)
 				return batches, stored
 			}
-			s := db.stripe(w.Key)
 			db.locks[s].Lock()
 			held = append(held, s)
 			partFrom = i
 		}
-		x, err := find(w.Key)
+		x, err := find(w.Key, s)
 		if err != nil {
 			results[i].Err = err
 			continue
