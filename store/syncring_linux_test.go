@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -103,9 +104,9 @@ func TestLogSyncsThroughRing(t *testing.T) {
 		if (s.ring == nil) != plain {
 			t.Fatalf("NoIOUring %v: ring %v", plain, s.ring)
 		}
-		before := int64(0)
+		before, beforeWrites := int64(0), int64(0)
 		if s.ring != nil {
-			before = s.ring.syncs.Load()
+			before, beforeWrites = s.ring.syncs.Load(), s.ring.writes.Load()
 		}
 		for i := range 10 {
 			b := s.NewBatch()
@@ -118,6 +119,9 @@ func TestLogSyncsThroughRing(t *testing.T) {
 		if s.ring != nil {
 			if n := s.ring.syncs.Load() - before; n < 1 {
 				t.Fatalf("10 commits with fsync always: %d syncs through the ring", n)
+			}
+			if n := s.ring.writes.Load() - beforeWrites; n < 1 {
+				t.Fatalf("10 commits with fsync always: %d raw writes of the log", n)
 			}
 		}
 		if err := s.Close(); err != nil {
@@ -146,5 +150,60 @@ func TestLogSyncsThroughRing(t *testing.T) {
 			t.Errorf("%+v: a ring", o)
 		}
 		s.Close()
+	}
+}
+
+// TestLogFileRawWrite: a log file's raw writes write everything given,
+// and report the kernel's errors with the file's name.
+func TestLogFileRawWrite(t *testing.T) {
+	r := ringOrSkip(t)
+	fs := ringFS{FS: vfs.Default, r: r}
+	name := filepath.Join(t.TempDir(), "000001.log")
+	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf, ok := f.(ringFile)
+	if !ok {
+		t.Fatalf("a log file is a %T", f)
+	}
+	var want []byte
+	for i := range 64 {
+		b := bytes.Repeat([]byte{byte(i)}, 1000+i*4096)
+		if n, err := rf.Write(b); n != len(b) || err != nil {
+			t.Fatalf("write %d: %d of %d bytes, %v", i, n, len(b), err)
+		}
+		want = append(want, b...)
+	}
+	if err := f.SyncData(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(name); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	if r.writes.Load() != 64 {
+		t.Errorf("%d raw writes counted, want 64", r.writes.Load())
+	}
+	// Other files are not wrapped.
+	other, err := fs.Create(filepath.Join(filepath.Dir(name), "000002.sst"), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := other.(ringFile); ok {
+		t.Error("a table file is wrapped")
+	}
+	other.Close()
+	f.Close()
+	// A write the kernel refuses (to a file opened for reading) fails
+	// with its error.
+	ro, err := vfs.Default.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	_, err = ringFile{File: ro, r: r, name: name, fd: ro.Fd()}.Write([]byte("x"))
+	var pe *os.PathError
+	if !errors.As(err, &pe) || pe.Path != name || !errors.Is(err, syscall.EBADF) {
+		t.Fatalf("write to a file opened for reading: %v, want a path error for %s with EBADF", err, name)
 	}
 }
