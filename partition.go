@@ -335,8 +335,8 @@ func (db *DB) ApplyBatch(ctx context.Context, writes []Write, results []Result) 
 type batchPartition struct {
 	p      *partition
 	stripe uint32 // of p's key
-	dirty bool  // an event of the batch changed it
-	fatal error // set when p had to be discarded: later writes fail with it
+	dirty  bool   // an event of the batch changed it
+	fatal  error  // set when p had to be discarded: later writes fail with it
 }
 
 // applyBatch does the work of ApplyBatch: it runs the writes in order and
