@@ -321,9 +321,9 @@ type ringFile struct {
 // P had been idle, as between the groups of an unpipelined client's
 // synced writes, that woke the runtime's monitor thread, which then
 // polled every 20 µs for a millisecond or more, on every group. With raw
-// calls the unpipelined counter with fsync always took 13% less server
-// CPU per request and ran 10% faster (alternating runs; the monitor's
-// sleeps fell from 8.8% of the server's CPU samples to 2.3%). A write
+// calls the unpipelined counter with fsync always took 6–13% less server
+// CPU per request (two sets of alternating runs; the monitor's sleeps
+// fell from 8.8% of the server's CPU samples to 2.3%). A write
 // into the page cache takes microseconds; one that blocks (the log's
 // pages are synced as they fill, so the kernel rarely throttles them)
 // keeps its P meanwhile, as a busy event loop does.
