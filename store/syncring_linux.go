@@ -150,9 +150,6 @@ func newSyncRing() (r *syncRing, err error) {
 	return r, nil
 }
 
-// datasync makes the log file fd's data durable, as fdatasync does.
-func (r *syncRing) datasync(fd int) error { return r.sync(fd, true, "write-ahead log") }
-
 // sync makes fd's data durable, and its metadata too unless datasync, as
 // fdatasync and fsync do; name names the file in errors.
 func (r *syncRing) sync(fd int, datasync bool, name string) error {

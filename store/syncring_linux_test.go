@@ -25,6 +25,10 @@ func ringOrSkip(t *testing.T) *syncRing {
 	return r
 }
 
+// datasync makes the log file fd's data durable through r, as the
+// store's log files sync.
+func (r *syncRing) datasync(fd int) error { return r.sync(fd, true, "write-ahead log") }
+
 // TestSyncRingDatasync: the ring syncs files, from many goroutines at
 // once, reports the kernel's errors, and refuses syncs once closed, when
 // the log's files sync plainly.
