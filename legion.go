@@ -470,6 +470,13 @@ type StorageStats struct {
 	// long in all.
 	WriteStalls    int64
 	WriteStallTime time.Duration
+	// LogSyncs counts the syncs of the write-ahead log since the node
+	// started, and LogSyncTime is how long they took in all. With fsync
+	// always every write waits for one (shared by the writes that
+	// gathered meanwhile), so a sync's time bounds how fast a client that
+	// waits for each reply can go.
+	LogSyncs    int64
+	LogSyncTime time.Duration
 	// MemtableBytes and BlockCacheBytes are the memory pebble holds
 	// outside the Go heap: its memtables and its cache of blocks.
 	MemtableBytes   uint64
@@ -485,7 +492,10 @@ func (db *DB) StorageStats() StorageStats {
 	stalls, stallTime := db.store.WriteStalls()
 	m := db.store.Pebble().Metrics()
 	hits, misses, cached := db.store.TagPageStats()
+	syncs, syncTime := db.store.LogSyncs()
 	return StorageStats{
+		LogSyncs:          syncs,
+		LogSyncTime:       syncTime,
 		SearchCacheHits:   hits,
 		SearchCacheMisses: misses,
 		SearchCacheBytes:  cached,

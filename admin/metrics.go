@@ -7,6 +7,7 @@ import (
 	"github.com/legiondb/legion"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are a node's Prometheus collectors, on a registry of their own
@@ -87,8 +88,33 @@ var (
 		"block_cache_miss":  prometheus.NewDesc("legion_pebble_block_cache_misses_total", "Block cache misses.", nil, nil),
 		"level_files":       prometheus.NewDesc("legion_pebble_level_sstables", "SSTables per LSM level.", []string{"level"}, nil),
 		"level_bytes":       prometheus.NewDesc("legion_pebble_level_bytes", "Bytes per LSM level.", []string{"level"}, nil),
+		"wal_sync":          prometheus.NewDesc("legion_pebble_wal_sync_seconds", "Time the write-ahead log's syncs took; with fsync always every write waits for one.", nil, nil),
 	}
 )
+
+// walSyncBuckets are the upper bounds, in seconds, of the buckets
+// legion_pebble_wal_sync_seconds reports. Pebble's own histogram has 100
+// (every 0.1 ms up to 5 ms, then 50 more up to 10 s); each of these is the
+// first of its bounds at or above a bound here, so the counts are exact.
+var walSyncBuckets = []float64{0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// walSyncHistogram converts pebble's histogram of the log's syncs (in
+// nanoseconds, with fine buckets) to seconds over fewer buckets.
+func walSyncHistogram(h *dto.Histogram) (count uint64, sum float64, buckets map[float64]uint64) {
+	buckets = make(map[float64]uint64, len(walSyncBuckets))
+	bs := h.GetBucket()
+	i := 0
+	for _, want := range walSyncBuckets {
+		for i < len(bs) && bs[i].GetUpperBound()/1e9 < want*(1-1e-9) {
+			i++
+		}
+		if i == len(bs) {
+			break
+		}
+		buckets[bs[i].GetUpperBound()/1e9] = bs[i].GetCumulativeCount()
+	}
+	return h.GetSampleCount(), h.GetSampleSum() / 1e9, buckets
+}
 
 func (c pebbleCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range pebbleDescs {
@@ -111,6 +137,13 @@ func (c pebbleCollector) Collect(ch chan<- prometheus.Metric) {
 	emit("block_cache_bytes", prometheus.GaugeValue, float64(m.BlockCache.Size))
 	emit("block_cache_hits", prometheus.CounterValue, float64(m.BlockCache.Hits))
 	emit("block_cache_miss", prometheus.CounterValue, float64(m.BlockCache.Misses))
+	if h := m.LogWriter.FsyncLatency; h != nil {
+		var d dto.Metric
+		if err := h.Write(&d); err == nil && d.Histogram != nil {
+			count, sum, buckets := walSyncHistogram(d.Histogram)
+			ch <- prometheus.MustNewConstHistogram(pebbleDescs["wal_sync"], count, sum, buckets)
+		}
+	}
 	for level := range m.Levels {
 		l := strconv.Itoa(level)
 		emit("level_files", prometheus.GaugeValue, float64(m.Levels[level].TablesCount), l)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -225,14 +226,21 @@ func (b *bench) counter() {
 		section := "Counter (" + mode.name + ")"
 		apply := []string{"LEGION.APPLY", "key:__rand_int__", "incr"}
 		evalsha := []string{"EVALSHA", sha, "1", "key:__rand_int__", "incr"}
+		var syncs []string // with fsync always, how the log synced at each pipeline depth
 		measure := func(section, what string) {
 			for _, pipeline := range []int{1, 16} {
+				n0, t0 := b.logSyncs(lg)
 				b.compare(section, fmt.Sprintf("%sLEGION.APPLY vs EVALSHA, 50 clients, pipeline %d", what, pipeline), what, true, lg, rd, b.counterRequests(pipeline), pipeline, b.opts.keys, apply, evalsha)
+				if n1, t1 := b.logSyncs(lg); mode.name == fsyncOn.name && what == "" && n1 > n0 {
+					requests := float64(b.opts.runs * b.counterRequests(pipeline))
+					syncs = append(syncs, fmt.Sprintf("once per %.1f requests at pipeline %d (a sync took %.2f ms on average)",
+						requests/float64(n1-n0), pipeline, (t1-t0).Seconds()*1000/float64(n1-n0)))
+				}
 			}
 		}
 		measure(section, "")
 		if mode.name == fsyncOn.name {
-			b.noteLogSyncs(lg)
+			b.noteLogSyncs(lg, syncs)
 		}
 		if mode.name == fsyncOff.name {
 			// Every key, about four events each.
@@ -268,10 +276,10 @@ func (b *bench) counter() {
 	}
 }
 
-// counterRequests is how many counter events a run sends.
 // noteLogSyncs notes how lg, with fsync always, synced its log (INFO
-// persistence's log_sync_io_uring).
-func (b *bench) noteLogSyncs(lg *proc) {
+// persistence's log_sync_io_uring), and how often and how long (syncs,
+// one description per pipeline depth of the counter's runs).
+func (b *bench) noteLogSyncs(lg *proc, syncs []string) {
 	c := lg.client(1)
 	defer c.Close()
 	info, err := c.Info(b.ctx, "persistence").Result()
@@ -282,9 +290,35 @@ func (b *bench) noteLogSyncs(lg *proc) {
 	if strings.Contains(info, "log_sync_io_uring:1\r\n") {
 		how = "io_uring (INFO persistence: log_sync_io_uring:1)"
 	}
-	b.report.notes = append(b.report.notes, "With fsync always, legion-server synced its log through "+how+".")
+	note := "With fsync always, legion-server synced its log through " + how + "."
+	if len(syncs) > 0 {
+		note += " In the counter's runs it synced " + strings.Join(syncs, " and ") + " (INFO persistence: log_syncs, log_sync_usec)."
+	}
+	b.report.notes = append(b.report.notes, note)
 }
 
+// logSyncs reads how many times lg has synced its log and how long the
+// syncs took in all (INFO persistence); zeros if it cannot tell.
+func (b *bench) logSyncs(lg *proc) (int64, time.Duration) {
+	c := lg.client(1)
+	defer c.Close()
+	info, err := c.Info(b.ctx, "persistence").Result()
+	if err != nil {
+		return 0, 0
+	}
+	field := func(name string) int64 {
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, name+":"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	return field("log_syncs"), time.Duration(field("log_sync_usec")) * time.Microsecond
+}
+
+// counterRequests is how many counter events a run sends.
 func (b *bench) counterRequests(pipeline int) int {
 	if pipeline == 1 {
 		return b.scale(100000)

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -131,6 +132,15 @@ func TestAdminHTTP(t *testing.T) {
 	}
 	if v := value("legion_connected_clients", nil); v < 1 {
 		t.Errorf("connected clients = %v", v)
+	}
+	// With fsync always (the default), each of the 26 unpipelined writes
+	// waited for a sync of its own; INFO counts the same syncs.
+	syncs := value("legion_pebble_wal_sync_seconds", nil)
+	if syncs < 26 {
+		t.Errorf("legion_pebble_wal_sync_seconds has %v samples, want at least 26", syncs)
+	}
+	if info := c.Info(ctx(t), "persistence").Val(); !strings.Contains(info, fmt.Sprintf("log_syncs:%d\r\n", int64(syncs))) {
+		t.Errorf("INFO persistence does not count the %v syncs /metrics does:\n%s", syncs, info)
 	}
 	for _, name := range []string{"legion_pebble_level_sstables", "legion_pebble_block_cache_hits_total", "go_goroutines", "go_sched_latencies_seconds", "process_resident_memory_bytes"} {
 		if families[name] == nil {
@@ -713,6 +723,16 @@ function index(state, key) return { "len:" .. #state.tokens } end`)
 	}
 }
 
+// infoField returns the value of field in an INFO reply, or "".
+func infoField(info, field string) string {
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // TestLogSyncPath: with fsync always on disk the log syncs through
 // io_uring, and in every mode the tables sync and are removed through
 // io_uring, unless --io-uring no, or the kernel refuses io_uring (which
@@ -723,10 +743,11 @@ func TestLogSyncPath(t *testing.T) {
 		args   []string
 		ring   bool // whether the log's ring is wanted
 		tables bool // whether the tables' ring is wanted
+		always bool // fsync always
 	}{
-		{nil, true, true},
-		{[]string{"--io-uring", "no"}, false, false},
-		{[]string{"--fsync", "no"}, false, true},
+		{nil, true, true, true},
+		{[]string{"--io-uring", "no"}, false, false, true},
+		{[]string{"--fsync", "no"}, false, true, false},
 	} {
 		s := startServer(t, t.TempDir(), tc.args...)
 		c := s.client(t)
@@ -758,6 +779,13 @@ func TestLogSyncPath(t *testing.T) {
 			if !strings.Contains(info, want+"\r\n") {
 				t.Fatalf("%v: INFO persistence lacks %q (io_uring refused: %v):\n%s", tc.args, want, refused, info)
 			}
+		}
+		// Each unpipelined write of fsync always waited for a sync of its
+		// own, which INFO counts and times; with fsync no none syncs.
+		syncs, _ := strconv.Atoi(infoField(info, "log_syncs"))
+		usec, _ := strconv.Atoi(infoField(info, "log_sync_usec"))
+		if tc.always && (syncs < 5 || usec <= 0) || !tc.always && (syncs != 0 || usec != 0) {
+			t.Fatalf("%v: log_syncs:%d log_sync_usec:%d after 5 writes\n%s", tc.args, syncs, usec, info)
 		}
 		s.restart(syscall.SIGTERM)
 		if got := s.client(t).Do(ctx(t), "LEGION.GET", "k").Val(); got != `{"count":5}` {

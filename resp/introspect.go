@@ -408,6 +408,13 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("fsync", ss.Fsync.String())
 		kv("log_sync_io_uring", boolInt(ss.LogSyncsIOUring))
 		kv("table_io_uring", boolInt(ss.TablesIOUring))
+		kv("log_syncs", ss.LogSyncs)
+		kv("log_sync_usec", ss.LogSyncTime.Microseconds())
+		perSync := 0.0
+		if ss.LogSyncs > 0 {
+			perSync = float64(ss.LogSyncTime.Microseconds()) / float64(ss.LogSyncs)
+		}
+		kv("log_sync_usec_per_sync", strconv.FormatFloat(perSync, 'f', 2, 64))
 		kv("in_memory", boolInt(ss.InMemory))
 		if !ss.InMemory {
 			kv("data_dir", ss.DataDir)

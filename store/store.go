@@ -26,6 +26,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // FormatVersion is the on-disk format this code writes and reads. A data
@@ -695,6 +696,22 @@ func (st *engineEvents) end() {
 		st.nanos.Add(int64(d))
 		st.logger.Info("writes resumed", "stalled", d.Round(time.Microsecond))
 	}
+}
+
+// LogSyncs returns how many syncs of the write-ahead log pebble has made
+// since the store opened, and how long they took in all (from pebble's
+// own histogram of them). With fsync always, every commit waits for one.
+func (s *Store) LogSyncs() (count int64, total time.Duration) {
+	h := s.db.Metrics().LogWriter.FsyncLatency
+	if h == nil {
+		return 0, 0
+	}
+	var m dto.Metric
+	if err := h.Write(&m); err != nil || m.Histogram == nil {
+		return 0, 0
+	}
+	// Pebble observes nanoseconds.
+	return int64(m.Histogram.GetSampleCount()), time.Duration(m.Histogram.GetSampleSum())
 }
 
 // WriteStalls returns how many times writes were stalled and for how long

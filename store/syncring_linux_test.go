@@ -112,6 +112,7 @@ func TestLogSyncsThroughRing(t *testing.T) {
 		if s.ring != nil {
 			before, beforeWrites = s.ring.syncs.Load(), s.ring.writes.Load()
 		}
+		syncs0, time0 := s.LogSyncs()
 		for i := range 10 {
 			b := s.NewBatch()
 			b.SetMeta("x", []byte{byte(i)})
@@ -119,6 +120,11 @@ func TestLogSyncsThroughRing(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.Close()
+		}
+		// Each commit waited for a sync of its own, which pebble counted
+		// and timed.
+		if syncs, total := s.LogSyncs(); syncs-syncs0 < 10 || total <= time0 {
+			t.Fatalf("10 commits with fsync always (plain %v): LogSyncs went from %d (%v) to %d (%v)", plain, syncs0, time0, syncs, total)
 		}
 		if s.ring != nil {
 			if n := s.ring.syncs.Load() - before; n < 1 {
