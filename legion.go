@@ -492,7 +492,7 @@ func (db *DB) StorageStats() StorageStats {
 	stalls, stallTime := db.store.WriteStalls()
 	m := db.store.Pebble().Metrics()
 	hits, misses, cached := db.store.TagPageStats()
-	syncs, syncTime := db.store.LogSyncs()
+	syncs, syncTime := store.LogSyncs(m)
 	return StorageStats{
 		LogSyncs:          syncs,
 		LogSyncTime:       syncTime,

@@ -698,20 +698,21 @@ func (st *engineEvents) end() {
 	}
 }
 
-// LogSyncs returns how many syncs of the write-ahead log pebble has made
-// since the store opened, and how long they took in all (from pebble's
-// own histogram of them). With fsync always, every commit waits for one.
-func (s *Store) LogSyncs() (count int64, total time.Duration) {
-	h := s.db.Metrics().LogWriter.FsyncLatency
+// LogSyncs returns how many syncs of the write-ahead log pebble had made
+// since the store opened, and how long they took in all, as of m (pebble's
+// metrics, from its own histogram of them). With fsync always, every
+// commit waits for one.
+func LogSyncs(m *pebble.Metrics) (count int64, total time.Duration) {
+	h := m.LogWriter.FsyncLatency
 	if h == nil {
 		return 0, 0
 	}
-	var m dto.Metric
-	if err := h.Write(&m); err != nil || m.Histogram == nil {
+	var d dto.Metric
+	if err := h.Write(&d); err != nil || d.Histogram == nil {
 		return 0, 0
 	}
 	// Pebble observes nanoseconds.
-	return int64(m.Histogram.GetSampleCount()), time.Duration(m.Histogram.GetSampleSum())
+	return int64(d.Histogram.GetSampleCount()), time.Duration(d.Histogram.GetSampleSum())
 }
 
 // WriteStalls returns how many times writes were stalled and for how long
