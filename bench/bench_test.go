@@ -43,6 +43,14 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("the report lacks %q", want)
 		}
 	}
+	// With fsync always every unpipelined write waits for a sync, shared
+	// at most by the 50 clients' writes.
+	syncs := regexp.MustCompile(`it synced once per ([0-9.]+) requests at pipeline 1, a sync taking ([0-9.]+) ms on average; and once per ([0-9.]+) requests at pipeline 16`).FindStringSubmatch(report)
+	if syncs == nil {
+		t.Errorf("the report does not say how often legion-server synced its log")
+	} else if per, _ := strconv.ParseFloat(syncs[1], 64); per < 1 || per > 50 {
+		t.Errorf("one sync per %v unpipelined requests of 50 clients", per)
+	}
 	row := regexp.MustCompile(`^\| (.+) \| (\S+) \| ([0-9.]+|—) \| ([0-9.]+|—) \| (\S+) \|`)
 	rows := 0
 	for _, l := range strings.Split(report, "\n") {

@@ -233,7 +233,7 @@ func (b *bench) counter() {
 				b.compare(section, fmt.Sprintf("%sLEGION.APPLY vs EVALSHA, 50 clients, pipeline %d", what, pipeline), what, true, lg, rd, b.counterRequests(pipeline), pipeline, b.opts.keys, apply, evalsha)
 				if n1, t1 := b.logSyncs(lg); mode.name == fsyncOn.name && what == "" && n1 > n0 {
 					requests := float64(b.opts.runs * b.counterRequests(pipeline))
-					syncs = append(syncs, fmt.Sprintf("once per %.1f requests at pipeline %d (a sync took %.2f ms on average)",
+					syncs = append(syncs, fmt.Sprintf("once per %.1f requests at pipeline %d, a sync taking %.2f ms on average",
 						requests/float64(n1-n0), pipeline, (t1-t0).Seconds()*1000/float64(n1-n0)))
 				}
 			}
@@ -292,7 +292,7 @@ func (b *bench) noteLogSyncs(lg *proc, syncs []string) {
 	}
 	note := "With fsync always, legion-server synced its log through " + how + "."
 	if len(syncs) > 0 {
-		note += " In the counter's runs it synced " + strings.Join(syncs, " and ") + " (INFO persistence: log_syncs, log_sync_usec)."
+		note += " In the counter's runs (INFO persistence: log_syncs, log_sync_usec) it synced " + strings.Join(syncs, "; and ") + "."
 	}
 	b.report.notes = append(b.report.notes, note)
 }
