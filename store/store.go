@@ -701,7 +701,9 @@ func (st *engineEvents) end() {
 // LogSyncs returns how many syncs of the write-ahead log pebble had made
 // since the store opened, and how long they took in all, as of m (pebble's
 // metrics, from its own histogram of them). With fsync always, every
-// commit waits for one.
+// commit waits for one. Pebble counts a sync just after it releases the
+// commits that waited for it, so a count read right after a commit may
+// not include that commit's sync yet.
 func LogSyncs(m *pebble.Metrics) (count int64, total time.Duration) {
 	h := m.LogWriter.FsyncLatency
 	if h == nil {
