@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -306,16 +305,12 @@ func (b *bench) logSyncs(lg *proc) (int64, time.Duration) {
 	if err != nil {
 		return 0, 0
 	}
-	field := func(name string) int64 {
-		for _, l := range strings.Split(info, "\r\n") {
-			if v, ok := strings.CutPrefix(l, name+":"); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				return n
-			}
-		}
-		return 0
+	var syncs, usec int64
+	for _, l := range strings.Split(info, "\r\n") {
+		fmt.Sscanf(l, "log_syncs:%d", &syncs)
+		fmt.Sscanf(l, "log_sync_usec:%d", &usec)
 	}
-	return field("log_syncs"), time.Duration(field("log_sync_usec")) * time.Microsecond
+	return syncs, time.Duration(usec) * time.Microsecond
 }
 
 // counterRequests is how many counter events a run sends.
