@@ -225,7 +225,7 @@ func (b *bench) markdown() string {
 		}
 	}
 	if b.report.profile != "" {
-		fmt.Fprintf(&s, "\n## Where legion-server spends its time\n\nA 10 s CPU profile under the pipelined counter load (`--fsync always`, 50 clients, pipeline 16):\n\n```\n%s```\n", b.report.profile)
+		fmt.Fprintf(&s, "\n## Where legion-server spends its time\n\nA 10 s CPU profile under the pipelined counter load (`--fsync always`, 50 clients, pipeline 16), taken after %d events per key warmed the partition cache:\n\n```\n%s```\n", profileWarmup, b.report.profile)
 	}
 	fmt.Fprintf(&s, "\n## Commands\n\n```\n")
 	for _, c := range b.report.commands {
