@@ -109,6 +109,13 @@ type Config struct {
 	// FsyncAlways, and the tables' syncs and removals. Where the kernel
 	// refuses io_uring the calls are plain anyway.
 	NoIOUring bool
+	// NoLogDirectIO, with FsyncAlways and io_uring, writes the log
+	// through the page cache and syncs it with fdatasync. Otherwise a
+	// sync of the log is one direct write (O_DIRECT|O_DSYNC) of the
+	// sectors holding the bytes written since the last one, where the
+	// file system allows it: a lone writer's sync then writes 512 bytes
+	// or a few sectors, not a 4 KiB page.
+	NoLogDirectIO bool
 	// SearchCacheBytes bounds the cache of pages of exact tags (on the Go
 	// heap): the first page of a tag, and a page after a key once it has
 	// been read twice; such a search is answered from it while no write has
@@ -269,6 +276,7 @@ func Open(cfg Config) (*DB, error) {
 		TagPageBytes:    cfg.SearchCacheBytes,
 		Logger:          cfg.Logger,
 		NoIOUring:       cfg.NoIOUring,
+		NoDirectLog:     cfg.NoLogDirectIO,
 	})
 	if err != nil {
 		return nil, err
@@ -462,6 +470,9 @@ type StorageStats struct {
 	InMemory  bool
 	// LogSyncsIOUring reports that the log's syncs go through io_uring.
 	LogSyncsIOUring bool
+	// LogDirectIO reports that a sync of the log is a direct write of
+	// the sectors written since the last one (see Config.NoLogDirectIO).
+	LogDirectIO bool
 	// TablesIOUring reports that the tables' syncs and removals go
 	// through io_uring.
 	TablesIOUring bool
@@ -508,6 +519,7 @@ func (db *DB) StorageStats() StorageStats {
 		DataDir:           db.cfg.DataDir,
 		InMemory:          db.cfg.InMemory || db.cfg.FS != nil,
 		LogSyncsIOUring:   db.store.SyncsThroughRing(),
+		LogDirectIO:       db.store.LogDirect(),
 		TablesIOUring:     db.store.TablesThroughRing(),
 	}
 }

@@ -742,12 +742,14 @@ func TestLogSyncPath(t *testing.T) {
 	for _, tc := range []struct {
 		args   []string
 		ring   bool // whether the log's ring is wanted
+		direct bool // whether the log's direct writes are wanted (with its ring)
 		tables bool // whether the tables' ring is wanted
 		always bool // fsync always
 	}{
-		{nil, true, true, true},
-		{[]string{"--io-uring", "no"}, false, false, true},
-		{[]string{"--fsync", "no"}, false, true, false},
+		{nil, true, true, true, true},
+		{[]string{"--log-direct-io", "no"}, true, false, true, true},
+		{[]string{"--io-uring", "no"}, false, false, false, true},
+		{[]string{"--fsync", "no"}, false, false, true, false},
 	} {
 		s := startServer(t, t.TempDir(), tc.args...)
 		c := s.client(t)
@@ -758,11 +760,15 @@ func TestLogSyncPath(t *testing.T) {
 			}
 		}
 		info := c.Info(ctx(t), "persistence").Val()
+		// Direct writes of the log go through its ring: where the kernel
+		// refuses one, there are none either.
+		ringRefused := strings.Contains(s.Log(), "the log syncs with plain system calls")
 		for _, r := range []struct {
 			field, refusal string
 			wanted         bool
 		}{
 			{"log_sync_io_uring", "the log syncs with plain system calls", tc.ring},
+			{"log_direct_io", "the log syncs through the page cache, not with direct writes", tc.direct && !ringRefused},
 			{"table_io_uring", "the tables sync and are removed with plain system calls", tc.tables},
 		} {
 			// The log says the kernel refused a ring exactly when one was

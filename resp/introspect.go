@@ -407,6 +407,7 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("storage_engine", "pebble")
 		kv("fsync", ss.Fsync.String())
 		kv("log_sync_io_uring", boolInt(ss.LogSyncsIOUring))
+		kv("log_direct_io", boolInt(ss.LogDirectIO))
 		kv("table_io_uring", boolInt(ss.TablesIOUring))
 		kv("log_syncs", ss.LogSyncs)
 		kv("log_sync_usec", ss.LogSyncTime.Microseconds())

@@ -158,6 +158,15 @@ func options() []option {
 				return err
 			},
 			get: func(c *Config) string { return map[bool]string{true: "no", false: "yes"}[c.DB.NoIOUring] }},
+		{name: "log-direct-io", usage: "yes: with fsync always and io_uring, sync the log with one direct write (O_DIRECT|O_DSYNC) of the sectors written since the last sync, where the file system allows it, so a lone writer's sync writes a sector or a few rather than a 4 KiB page; no: write it through the page cache and fdatasync",
+			set: func(c *Config, v string) error {
+				on, err := parseBool(v)
+				if err == nil {
+					c.DB.NoLogDirectIO = !on
+				}
+				return err
+			},
+			get: func(c *Config) string { return map[bool]string{true: "no", false: "yes"}[c.DB.NoLogDirectIO] }},
 		sizeOpt("cache-size", "memory for loaded partitions (e.g. 256mb)", func(c *Config) *int64 { return &c.DB.CacheBytes }),
 		sizeOpt("block-cache-size", "pebble's block cache (e.g. 64mb)", func(c *Config) *int64 { return &c.DB.BlockCacheBytes }),
 		cacheSizeOpt("search-cache-size", "memory for pages of exact-tag searches (the first page of a tag, and pages after a key read twice), answered without reading storage while their tag is unchanged (0 disables)", func(c *Config) *int64 { return &c.DB.SearchCacheBytes }),

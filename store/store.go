@@ -119,6 +119,11 @@ type Options struct {
 	// io_uring, of the log's syncs and the tables' syncs and removals,
 	// rather than send them through rings (see syncRing).
 	NoIOUring bool
+	// NoDirectLog, with SyncAlways and io_uring, writes the log through
+	// the page cache and syncs it with fdatasync, rather than sync it with
+	// direct writes of whole sectors where the file system allows them
+	// (see directFile).
+	NoDirectLog bool
 }
 
 // Store is an open pebble database with Legion's layout. It is safe for
@@ -236,7 +241,7 @@ func Open(opts Options) (*Store, error) {
 	var ring *syncRing
 	if opts.Sync == SyncAlways && !opts.ReadOnly && !opts.NoIOUring && opts.FS == vfs.Default {
 		var rerr error
-		if popts.FS, ring, rerr = withSyncRing(popts.FS); rerr != nil {
+		if popts.FS, ring, rerr = withSyncRing(popts.FS, !opts.NoDirectLog); rerr != nil {
 			logger.Info("the log syncs with plain system calls", "reason", rerr)
 		}
 	}
@@ -257,6 +262,9 @@ func Open(opts Options) (*Store, error) {
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {
 		return nil, classifyOpenError(opts.Dir, err)
+	}
+	if err := ring.directRefused(); err != nil {
+		logger.Info("the log syncs through the page cache, not with direct writes", "reason", err)
 	}
 	s := &Store{
 		ring:    ring,
@@ -597,6 +605,10 @@ func (s *Store) committed() {
 // TablesThroughRing reports whether the tables' syncs and removals go
 // through io_uring (see withYields).
 func (s *Store) TablesThroughRing() bool { return s.yields.hasRing() }
+
+// LogDirect reports that the log's syncs are direct writes of whole
+// sectors (see directFile).
+func (s *Store) LogDirect() bool { return s.ring.directLog() }
 
 // SyncsThroughRing reports whether the log's syncs go through io_uring
 // (see syncRing).

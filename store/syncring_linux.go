@@ -46,6 +46,7 @@ const (
 	ioringFeatSingleMmap  = 1 << 0
 	ioringOffSQEs         = 0x10000000
 	ioringOpFsync         = 3
+	ioringOpWrite         = 23
 	ioringOpUnlinkat      = 36
 	ioringFsyncDatasync   = 1 << 0
 	ioringRegisterEventfd = 4
@@ -102,6 +103,15 @@ type syncRing struct {
 	syncs   atomic.Int64 // completed, for tests
 	writes  atomic.Int64 // by the log files it wraps (see ringFile.Write), for tests
 	unlinks atomic.Int64 // files removed, for tests
+	// noWrite is set once the ring has refused to write (see write).
+	noWrite atomic.Bool
+	// direct reports that the last log file opened writes directly (see
+	// directFile); directBytes counts what they wrote, for tests.
+	direct      atomic.Bool
+	directBytes atomic.Int64
+	// refused is why the file system refused a log file direct writes
+	// (the last refusal), if it did.
+	refused atomic.Pointer[error]
 }
 
 // newSyncRing sets up a ring, or reports why the kernel refused one.
@@ -200,6 +210,14 @@ func (r *syncRing) unlink(path string) error {
 	return nil
 }
 
+// putSQE sets an entry's descriptor, offset and buffer.
+func putSQE(sqe []byte, fd int, off uint64, b []byte) {
+	*(*int32)(unsafe.Pointer(&sqe[4])) = int32(fd)
+	*(*uint64)(unsafe.Pointer(&sqe[8])) = off
+	*(*uint64)(unsafe.Pointer(&sqe[16])) = uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	*(*uint32)(unsafe.Pointer(&sqe[24])) = uint32(len(b))
+}
+
 // run submits the entry prep fills in (a cleared one) and waits in the
 // netpoller for its completion, whose result it returns.
 func (r *syncRing) run(prep func(sqe []byte)) (int32, error) {
@@ -281,10 +299,13 @@ func (r *syncRing) close() {
 	unix.Close(r.fd)
 }
 
-// ringFS syncs the write-ahead log's files through a syncRing.
+// ringFS syncs the write-ahead log's files through a syncRing; with
+// direct set, they write directly where their file system allows it (see
+// directFile).
 type ringFS struct {
 	vfs.FS
-	r *syncRing
+	r      *syncRing
+	direct bool
 }
 
 func (fs ringFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
@@ -300,6 +321,14 @@ func (fs ringFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCa
 func (fs ringFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
 	if err != nil || !strings.HasSuffix(name, ".log") || f.Fd() == vfs.InvalidFd {
 		return f, err
+	}
+	if fs.direct {
+		df, derr := openDirect(f, name, fs.r)
+		fs.r.direct.Store(derr == nil)
+		if derr == nil {
+			return df, nil
+		}
+		fs.r.refused.Store(&derr)
 	}
 	return ringFile{File: f, r: fs.r, name: name, fd: f.Fd()}, nil
 }
@@ -362,11 +391,13 @@ func syncThrough(r *syncRing, f vfs.File, datasync bool, name string) error {
 }
 
 // withSyncRing returns fs with the log's syncs going through a new ring,
-// and the ring (nil, with fs as it was, if the kernel refuses one).
-func withSyncRing(fs vfs.FS) (vfs.FS, *syncRing, error) {
+// and the ring (nil, with fs as it was, if the kernel refuses one). With
+// direct, the log's files write directly where their file system allows
+// it (see directFile).
+func withSyncRing(fs vfs.FS, direct bool) (vfs.FS, *syncRing, error) {
 	r, err := newSyncRing()
 	if err != nil {
 		return fs, nil, err
 	}
-	return ringFS{FS: fs, r: r}, r, nil
+	return ringFS{FS: fs, r: r, direct: direct}, r, nil
 }

@@ -14,6 +14,10 @@ type syncRing struct{}
 
 func (*syncRing) close() {}
 
-func withSyncRing(fs vfs.FS) (vfs.FS, *syncRing, error) {
+func (*syncRing) directLog() bool { return false }
+
+func (*syncRing) directRefused() error { return nil }
+
+func withSyncRing(fs vfs.FS, direct bool) (vfs.FS, *syncRing, error) {
 	return fs, nil, errors.New("io_uring is Linux's")
 }
