@@ -124,6 +124,20 @@ func intSizeOpt(name, usage string, field func(c *Config) *int) option {
 		get: func(c *Config) string { return strconv.Itoa(*field(c)) }}
 }
 
+// yesNoOpt is a yes/no setting, on by default, kept as its negation
+// (no is a field's zero value: the default).
+func yesNoOpt(name, usage string, no func(c *Config) *bool) option {
+	return option{name: name, usage: usage,
+		set: func(c *Config, v string) error {
+			on, err := parseBool(v)
+			if err == nil {
+				*no(c) = !on
+			}
+			return err
+		},
+		get: func(c *Config) string { return map[bool]string{true: "no", false: "yes"}[*no(c)] }}
+}
+
 func stringOpt(name, usage string, field func(c *Config) *string) option {
 	return option{name: name, usage: usage,
 		set: func(c *Config, v string) error { *field(c) = v; return nil },
@@ -149,24 +163,8 @@ func options() []option {
 				return
 			},
 			get: func(c *Config) string { return legion.FormatFsyncMinInterval(c.DB.FsyncMinInterval) }},
-		{name: "io-uring", usage: "yes: on Linux, sync the log (with fsync always) and the tables, and remove old tables, through io_uring, where the waiting goroutine parks instead of blocking a thread; no: plain system calls (plain anyway where the kernel refuses io_uring)",
-			set: func(c *Config, v string) error {
-				on, err := parseBool(v)
-				if err == nil {
-					c.DB.NoIOUring = !on
-				}
-				return err
-			},
-			get: func(c *Config) string { return map[bool]string{true: "no", false: "yes"}[c.DB.NoIOUring] }},
-		{name: "log-direct-io", usage: "yes: with fsync always and io_uring, sync the log with one direct write (O_DIRECT|O_DSYNC) of the sectors written since the last sync, where the file system allows it, so a lone writer's sync writes a sector or a few rather than a 4 KiB page; no: write it through the page cache and fdatasync",
-			set: func(c *Config, v string) error {
-				on, err := parseBool(v)
-				if err == nil {
-					c.DB.NoLogDirectIO = !on
-				}
-				return err
-			},
-			get: func(c *Config) string { return map[bool]string{true: "no", false: "yes"}[c.DB.NoLogDirectIO] }},
+		yesNoOpt("io-uring", "yes: on Linux, sync the log (with fsync always) and the tables, and remove old tables, through io_uring, where the waiting goroutine parks instead of blocking a thread; no: plain system calls (plain anyway where the kernel refuses io_uring)", func(c *Config) *bool { return &c.DB.NoIOUring }),
+		yesNoOpt("log-direct-io", "yes: with fsync always and io_uring, sync the log with one direct write (O_DIRECT|O_DSYNC) of the sectors written since the last sync, where the file system allows it, so a lone writer's sync writes a sector or a few rather than a 4 KiB page; no: write it through the page cache and fdatasync", func(c *Config) *bool { return &c.DB.NoLogDirectIO }),
 		sizeOpt("cache-size", "memory for loaded partitions (e.g. 256mb)", func(c *Config) *int64 { return &c.DB.CacheBytes }),
 		sizeOpt("block-cache-size", "pebble's block cache (e.g. 64mb)", func(c *Config) *int64 { return &c.DB.BlockCacheBytes }),
 		cacheSizeOpt("search-cache-size", "memory for pages of exact-tag searches (the first page of a tag, and pages after a key read twice), answered without reading storage while their tag is unchanged (0 disables)", func(c *Config) *int64 { return &c.DB.SearchCacheBytes }),

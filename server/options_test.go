@@ -83,7 +83,16 @@ func TestOptionValues(t *testing.T) {
 	if cfg, _, err = ParseArgs(nil, env(map[string]string{"LEGION_IO_URING": "no"}), &out); err != nil || !cfg.DB.NoIOUring {
 		t.Fatalf("LEGION_IO_URING=no: plain log syncs %v, %v", cfg.DB.NoIOUring, err)
 	}
-	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != legion.FsyncPaced || d.DB.NoIOUring {
+	for v, buffered := range map[string]bool{"no": true, "yes": false} {
+		cfg, _, err = ParseArgs([]string{"--log-direct-io", v}, env(nil), &out)
+		if err != nil || cfg.DB.NoLogDirectIO != buffered {
+			t.Fatalf("--log-direct-io %s: log through the page cache %v, %v", v, cfg.DB.NoLogDirectIO, err)
+		}
+	}
+	if cfg, _, err = ParseArgs(nil, env(map[string]string{"LEGION_LOG_DIRECT_IO": "no"}), &out); err != nil || !cfg.DB.NoLogDirectIO {
+		t.Fatalf("LEGION_LOG_DIRECT_IO=no: log through the page cache %v, %v", cfg.DB.NoLogDirectIO, err)
+	}
+	if d := DefaultConfig(); d.DB.Limits.MaxMemoryBytes <= 0 || !d.ProtectedMode || d.AdminPort != 7380 || d.DB.Fsync != legion.FsyncAlways || d.DB.MemtableBytes != 8<<20 || d.DB.FsyncMinInterval != legion.FsyncPaced || d.DB.NoIOUring || d.DB.NoLogDirectIO {
 		t.Fatalf("defaults: %+v", d)
 	}
 }
@@ -108,6 +117,7 @@ func TestOptionErrors(t *testing.T) {
 		{env: map[string]string{"LEGION_MAXCLIENTS": "0"}, wantErr: "LEGION_MAXCLIENTS"},
 		{env: map[string]string{"LEGION_PROTECTED_MODE": "maybe"}, wantErr: "LEGION_PROTECTED_MODE: want yes or no"},
 		{args: []string{"--io-uring", "maybe"}, wantErr: "--io-uring: want yes or no"},
+		{args: []string{"--log-direct-io", "maybe"}, wantErr: "--log-direct-io: want yes or no"},
 		{file: "colour = \"blue\"\n", wantErr: `unknown setting "colour"`},
 		{file: "port = [1, 2]\n", wantErr: "must be a string, number or boolean"},
 		{file: "port = \n", wantErr: "bad.toml"},
