@@ -218,3 +218,21 @@ func allZero(b []byte) bool {
 	}
 	return true
 }
+
+// TestDirectLogRingDown: once its ring is down, a direct log file syncs
+// with plain direct writes.
+func TestDirectLogRingDown(t *testing.T) {
+	f, name, r := directOrSkip(t)
+	defer f.Close()
+	r.close()
+	want := bytes.Repeat([]byte("after the ring "), 100)
+	if _, err := f.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SyncData(); err != nil {
+		t.Fatalf("a sync with the ring down: %v", err)
+	}
+	if got, err := os.ReadFile(name); err != nil || len(got) < len(want) || !bytes.Equal(got[:len(want)], want) {
+		t.Fatalf("after a sync with the ring down: %d bytes (%v), want the %d written", len(got), err, len(want))
+	}
+}
