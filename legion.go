@@ -46,6 +46,15 @@ var (
 	ErrKeySize = errors.New("legion: key too large")
 	// ErrCorrupt reports stored data that does not decode.
 	ErrCorrupt = errors.New("legion: corrupt stored data")
+	// ErrNoSpace is returned by writes refused because the data dir's
+	// disk is full (a flush or compaction could not write its table).
+	// Reads go on, and writes are taken again once space is freed.
+	ErrNoSpace = store.ErrNoSpace
+	// ErrStorageFailed is returned by every call once the log could not
+	// be written or synced: what was applied since may be visible without
+	// being durable. Reopening the data dir recovers exactly what the log
+	// holds.
+	ErrStorageFailed = store.ErrLogFailed
 )
 
 // MaxKeyBytes bounds partition keys.
@@ -350,6 +359,9 @@ func (db *DB) enter() error {
 	if db.closing.Load() {
 		return ErrClosed
 	}
+	if err := db.store.Failed(); err != nil {
+		return err
+	}
 	db.inflight.Add(1)
 	return nil
 }
@@ -496,6 +508,14 @@ type StorageStats struct {
 	// exact tag (COUNT up to 256) that the search cache answered and that
 	// it could not; SearchCacheBytes is what it holds.
 	SearchCacheHits, SearchCacheMisses, SearchCacheBytes int64
+	// DiskFull is what found the disk full while writes are refused for
+	// want of space (ErrNoSpace), else nil; WritesRefusedDiskFull counts
+	// the writes refused so since the node started.
+	DiskFull              error
+	WritesRefusedDiskFull int64
+	// Failed is ErrStorageFailed, with its cause, once the log could not
+	// be made durable, else nil.
+	Failed error
 }
 
 // StorageStats returns the node's storage figures.
@@ -505,24 +525,32 @@ func (db *DB) StorageStats() StorageStats {
 	hits, misses, cached := db.store.TagPageStats()
 	syncs, syncTime := store.LogSyncs(m)
 	return StorageStats{
-		LogSyncs:          syncs,
-		LogSyncTime:       syncTime,
-		SearchCacheHits:   hits,
-		SearchCacheMisses: misses,
-		SearchCacheBytes:  cached,
-		WriteStalls:       stalls,
-		WriteStallTime:    stallTime,
-		MemtableBytes:     m.MemTable.Size,
-		BlockCacheBytes:   m.BlockCache.Size,
-		DiskBytes:         m.DiskSpaceUsage(),
-		Fsync:             db.cfg.Fsync,
-		DataDir:           db.cfg.DataDir,
-		InMemory:          db.cfg.InMemory || db.cfg.FS != nil,
-		LogSyncsIOUring:   db.store.SyncsThroughRing(),
-		LogDirectIO:       db.store.LogDirect(),
-		TablesIOUring:     db.store.TablesThroughRing(),
+		LogSyncs:              syncs,
+		LogSyncTime:           syncTime,
+		SearchCacheHits:       hits,
+		SearchCacheMisses:     misses,
+		SearchCacheBytes:      cached,
+		WriteStalls:           stalls,
+		WriteStallTime:        stallTime,
+		MemtableBytes:         m.MemTable.Size,
+		BlockCacheBytes:       m.BlockCache.Size,
+		DiskBytes:             m.DiskSpaceUsage(),
+		Fsync:                 db.cfg.Fsync,
+		DataDir:               db.cfg.DataDir,
+		InMemory:              db.cfg.InMemory || db.cfg.FS != nil,
+		LogSyncsIOUring:       db.store.SyncsThroughRing(),
+		LogDirectIO:           db.store.LogDirect(),
+		TablesIOUring:         db.store.TablesThroughRing(),
+		DiskFull:              db.store.NoSpace(),
+		WritesRefusedDiskFull: db.store.RefusedNoSpace(),
+		Failed:                db.store.Failed(),
 	}
 }
+
+// StorageFailed is closed once the log could not be made durable: from
+// then on every call returns ErrStorageFailed, and reopening the data
+// dir recovers exactly what the log holds.
+func (db *DB) StorageFailed() <-chan struct{} { return db.store.FailedC() }
 
 // WritesStalled reports whether writes are held back right now because
 // the storage engine fell behind with flushes or compactions: a write

@@ -44,6 +44,9 @@ func NewMetrics(db *legion.DB, clients func() int) *Metrics {
 		gauge("legion_stored_bytes", "Bytes the storage engine uses on disk.", func() float64 { return float64(db.StorageStats().DiskBytes) }),
 		counter("legion_write_stalls_total", "Times the storage engine held writes back because flushes or compactions fell behind.", func() float64 { return float64(db.StorageStats().WriteStalls) }),
 		counter("legion_write_stall_seconds_total", "Time writes were held back by the storage engine.", func() float64 { return db.StorageStats().WriteStallTime.Seconds() }),
+		gauge("legion_disk_full", "1 while writes are refused because the data dir's disk is full, else 0.", func() float64 { return boolFloat(db.StorageStats().DiskFull != nil) }),
+		counter("legion_writes_refused_disk_full_total", "Writes refused because the data dir's disk was full.", func() float64 { return float64(db.StorageStats().WritesRefusedDiskFull) }),
+		gauge("legion_storage_failed", "1 once the log could not be made durable and every command is refused until a restart, else 0.", func() float64 { return boolFloat(db.StorageStats().Failed != nil) }),
 		counter("legion_search_cache_hits_total", "Searches of an exact tag (COUNT up to 256) answered by the search cache.", func() float64 { return float64(db.StorageStats().SearchCacheHits) }),
 		counter("legion_search_cache_misses_total", "Searches of an exact tag (COUNT up to 256) the search cache could not answer.", func() float64 { return float64(db.StorageStats().SearchCacheMisses) }),
 		counter("legion_state_cache_hits_total", "Handler calls on a state of 512 bytes or more that found its decoded table in the state cache.", func() float64 { return float64(db.Stats().StateCacheHits) }),
@@ -149,4 +152,11 @@ func (c pebbleCollector) Collect(ch chan<- prometheus.Metric) {
 		emit("level_files", prometheus.GaugeValue, float64(m.Levels[level].TablesCount), l)
 		emit("level_bytes", prometheus.GaugeValue, float64(m.Levels[level].TablesSize), l)
 	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

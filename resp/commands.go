@@ -196,6 +196,9 @@ func (s *Server) replyError(w *writer, err error) {
 		w.errorLine("ERR malformed SHA1: want 40 hex digits")
 	case errors.Is(err, legion.ErrReindexing), errors.Is(err, legion.ErrBackupInMemory):
 		w.errorLine("ERR " + strings.TrimPrefix(err.Error(), "legion: "))
+	case errors.Is(err, legion.ErrNoSpace), errors.Is(err, legion.ErrStorageFailed):
+		// Logged by the store when it happens, not per command.
+		w.errorLine("ERR " + strings.TrimPrefix(err.Error(), "store: "))
 	case errors.Is(err, legion.ErrCorrupt):
 		s.logger.Error("corrupt data", "err", err)
 		w.errorLine("ERR corrupt data: " + err.Error() + " (LEGION.CHECK reports every damaged partition)")

@@ -422,6 +422,12 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		}
 		kv("disk_bytes", ss.DiskBytes)
 		kv("disk_human", human(ss.DiskBytes))
+		kv("disk_full", boolInt(ss.DiskFull != nil))
+		if ss.DiskFull != nil {
+			kv("disk_full_reason", sanitize(ss.DiskFull.Error()))
+		}
+		kv("writes_refused_disk_full", ss.WritesRefusedDiskFull)
+		kv("storage_failed", boolInt(ss.Failed != nil))
 		kv("aof_enabled", 0)
 		kv("rdb_changes_since_last_save", 0)
 	case "stats":

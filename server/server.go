@@ -300,6 +300,12 @@ func (s *Server) Wait(ctx context.Context) error {
 	case err := <-s.serveErr:
 		s.serveErr <- err // Shutdown reads it again
 		return errors.Join(fmt.Errorf("server: stopped serving: %w", err), s.Shutdown())
+	case <-s.db.StorageFailed():
+		// Every command would be refused: stop, so that a restart (by
+		// the supervisor) recovers what the log holds.
+		err := s.db.StorageStats().Failed
+		s.logger.Error("storage failed: shutting down; restarting recovers every acknowledged write from the log", "err", err.Error())
+		return errors.Join(fmt.Errorf("server: %w", err), s.Shutdown())
 	}
 }
 

@@ -171,6 +171,9 @@ func (b *Batch) CommitNoSync() error {
 	if b.applied {
 		return errors.New("store: batch applied twice")
 	}
+	if err := b.s.writable(); err != nil {
+		return err
+	}
 	b.applied, b.waited = true, true
 	b.mergeCounters()
 	b.s.dirty.Store(true)
@@ -206,6 +209,9 @@ func (b *Batch) Apply() error {
 	if b.applied {
 		return errors.New("store: batch applied twice")
 	}
+	if err := b.s.writable(); err != nil {
+		return err
+	}
 	b.applied = true
 	b.mergeCounters()
 	var err error
@@ -238,6 +244,7 @@ func (b *Batch) Wait() error {
 	}
 	b.waited = true
 	if err := b.b.SyncWait(); err != nil {
+		b.s.failed.fail(err)
 		return fmt.Errorf("store: sync: %w", err)
 	}
 	return nil

@@ -130,6 +130,8 @@ type Options struct {
 // concurrent use.
 type Store struct {
 	events *engineEvents
+	space  *spaceGuard // refuses writes while the disk is full
+	failed *logFailure // set once the log could not be made durable
 	db     *pebble.DB
 	ring   *syncRing // the log's syncs go through it, if not nil
 	yields *yielder  // tables yield, sync and are removed through it, if not nil
@@ -233,7 +235,10 @@ func Open(opts Options) (*Store, error) {
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	events := &engineEvents{logger: logger}
+	// Room to flush both memtables, and a margin, counts as room again
+	// after the disk filled (see spaceGuard).
+	space := newSpaceGuard(opts.FS, opts.Dir, logger, uint64(2*opts.MemtableBytes+16<<20))
+	events := &engineEvents{logger: logger, space: space}
 	popts := pebbleOptions(opts, cache, logger, events)
 	syncMin, synced := new(atomic.Int64), new(atomic.Int64)
 	syncMin.Store(int64(opts.SyncMinInterval))
@@ -252,14 +257,20 @@ func Open(opts Options) (*Store, error) {
 			logger.Info("the tables sync and are removed with plain system calls", "reason", rerr)
 		}
 	}
+	if !opts.ReadOnly {
+		popts.FS = spaceFS{popts.FS, space}
+	}
 	opened := false
 	defer func() {
 		if !opened {
+			close(space.stop)
 			ring.close()
 			yields.close()
 		}
 	}()
+	space.opening.Store(true)
 	db, err := pebble.Open(opts.Dir, popts)
+	space.opening.Store(false)
 	if err != nil {
 		return nil, classifyOpenError(opts.Dir, err)
 	}
@@ -267,6 +278,8 @@ func Open(opts Options) (*Store, error) {
 		logger.Info("the log syncs through the page cache, not with direct writes", "reason", err)
 	}
 	s := &Store{
+		space:   space,
+		failed:  newLogFailure(logger),
 		ring:    ring,
 		yields:  yields,
 		syncMin: syncMin,
@@ -337,8 +350,19 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 		popts.EventListener = &pebble.EventListener{
 			WriteStallBegin: events.begin,
 			WriteStallEnd:   events.end,
-			FlushEnd:        func(pebble.FlushInfo) { events.released() },
-			CompactionEnd:   func(pebble.CompactionInfo) { events.released() },
+			BackgroundError: events.space.background,
+			FlushEnd: func(info pebble.FlushInfo) {
+				if info.Err == nil {
+					events.space.progress()
+				}
+				events.released()
+			},
+			CompactionEnd: func(info pebble.CompactionInfo) {
+				if info.Err == nil {
+					events.space.progress()
+				}
+				events.released()
+			},
 		}
 	}
 	// Bloom filters answer "no such partition" (a point lookup of its
@@ -536,7 +560,7 @@ func (s *Store) syncLoop(every time.Duration) {
 			return
 		case <-t.C:
 			if err := s.syncNow(); err != nil {
-				s.logger.Error("background WAL sync failed", "err", err)
+				s.failed.fail(err)
 			}
 		}
 	}
@@ -563,8 +587,15 @@ func (s *Store) Sync() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	if err := s.failed.check(); err != nil {
+		return err
+	}
 	s.dirty.Store(false)
-	return s.db.LogData(nil, pebble.Sync)
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		s.failed.fail(err)
+		return fmt.Errorf("store: sync: %w", err)
+	}
+	return nil
 }
 
 // SyncMode returns the store's durability mode.
@@ -580,19 +611,76 @@ func (s *Store) Close() error {
 	s.stopped.Wait()
 	s.tagIters.drop()
 	var err error
-	if s.sync != SyncNever {
+	if s.sync != SyncNever && s.failed.check() == nil {
 		s.dirty.Store(true)
-		err = s.syncNow()
+		if err = s.syncNow(); err != nil {
+			s.failed.fail(err)
+		}
 	}
-	// Flush the memtables so the next start has no log to replay.
-	if ferr := s.db.Flush(); ferr != nil && !errors.Is(ferr, pebble.ErrReadOnly) {
-		err = errors.Join(err, ferr)
+	if s.failed.check() == nil {
+		err = errors.Join(err, s.flushForClose())
 	}
+	// A flush or compaction held back for want of space stops waiting.
+	close(s.space.stop)
 	err = errors.Join(err, s.db.Close())
 	s.ring.close()
 	s.yields.close()
 	s.events.close()
 	return err
+}
+
+// flushForClose flushes the memtables so the next start has no log to
+// replay, unless the disk is full or writes are stalled: then the flush
+// could not finish, or asking for it would wait for the stall (which a
+// full disk makes endless), and the log holds what they hold.
+func (s *Store) flushForClose() error {
+	if s.space.fullErr() != nil || s.Stalled() {
+		s.logger.Warn("closing without flushing the memtables: the disk is full or writes are stalled; the next start replays the log", "dir", s.dir)
+		return nil
+	}
+	done, err := s.db.AsyncFlush()
+	if errors.Is(err, pebble.ErrReadOnly) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.space.fullErr() != nil {
+			s.logger.Warn("closing without flushing the memtables: the disk is full; the next start replays the log", "dir", s.dir)
+			return nil
+		}
+		select {
+		case <-done:
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// NoSpace returns what found the disk full while writes are refused for
+// want of space (see ErrNoSpace), else nil.
+func (s *Store) NoSpace() error { return s.space.fullErr() }
+
+// RefusedNoSpace returns how many writes were refused for want of space
+// since the store opened.
+func (s *Store) RefusedNoSpace() int64 { return s.space.refused.Load() }
+
+// Failed returns ErrLogFailed, with its cause, once the log could not be
+// made durable; nil before.
+func (s *Store) Failed() error { return s.failed.check() }
+
+// FailedC is closed once the log could not be made durable (see Failed).
+func (s *Store) FailedC() <-chan struct{} { return s.failed.done }
+
+// writable returns why a commit must be refused, or nil.
+func (s *Store) writable() error {
+	if err := s.failed.check(); err != nil {
+		return err
+	}
+	return s.space.check()
 }
 
 // committed ends a commit counted in begun. Idle tag iterators are stale
@@ -685,6 +773,7 @@ func (st *engineEvents) close() {
 // long, and releases free memory after flushes and compactions.
 type engineEvents struct {
 	logger *slog.Logger
+	space  *spaceGuard
 	count  atomic.Int64
 	nanos  atomic.Int64
 	since  atomic.Int64 // start of the stall in progress (UnixNano), 0 if none
