@@ -2,6 +2,7 @@ package legion
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,13 @@ func (r *reindexer) loop() {
 		}
 		for {
 			restart, err := r.run()
-			if err != nil {
+			if errors.Is(err, store.ErrNoSpace) {
+				r.db.logger.Warn("re-index paused: the disk is full; it goes on once space is freed")
+				if !r.waitForSpace() {
+					return
+				}
+				restart = true
+			} else if err != nil {
 				r.db.logger.Error("re-index failed; it will run again after the next handler change or restart", "err", err)
 			}
 			if !restart {
@@ -78,6 +85,21 @@ func (r *reindexer) loop() {
 		}
 		r.running.Store(false)
 	}
+}
+
+// waitForSpace waits until writes are taken again after the disk filled;
+// it returns false if the re-indexer is stopped first.
+func (r *reindexer) waitForSpace() bool {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for r.db.store.NoSpace() != nil {
+		select {
+		case <-r.stop:
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // run re-indexes every partition for the active handler. It returns
@@ -124,7 +146,9 @@ func (r *reindexer) run() (restart bool, err error) {
 		}
 		started = true
 		for i, key := range keys {
-			if err := r.one(active, slots[i], key); err != nil {
+			if err := r.one(active, slots[i], key); errors.Is(err, store.ErrNoSpace) {
+				return false, err // the loop pauses until there is room
+			} else if err != nil {
 				r.errors.Add(1)
 				db.logger.Warn("re-index of a partition failed; its tags stay as they were", "key", key, "err", err)
 			}

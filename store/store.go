@@ -661,8 +661,14 @@ func (s *Store) flushForClose() error {
 }
 
 // NoSpace returns what found the disk full while writes are refused for
-// want of space (see ErrNoSpace), else nil.
-func (s *Store) NoSpace() error { return s.space.fullErr() }
+// want of space (see ErrNoSpace), else nil. While it is full, it checks
+// the free space, at most once per retryInterval.
+func (s *Store) NoSpace() error {
+	if s.space.fullErr() != nil {
+		s.space.probe()
+	}
+	return s.space.fullErr()
+}
 
 // RefusedNoSpace returns how many writes were refused for want of space
 // since the store opened.
