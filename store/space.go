@@ -51,10 +51,11 @@ const (
 //     with ErrNoSpace rather than stalled; reads go on;
 //   - holds the next attempt to create a table until retryInterval after
 //     the last failure;
-//   - clears the mark when a flush or compaction completes, or when a
-//     refused write finds, at most once per retryInterval, that the file
-//     system has room for the memtables again (a failed compaction may
-//     not be retried once it is no longer needed);
+//   - clears the mark when a flush completes, or a compaction while
+//     flushes do not fail, or when a refused write (or a look at the
+//     state) finds, at most once per retryInterval, that the file system
+//     has room for the memtables again (a failed compaction may not be
+//     retried once it is no longer needed);
 //   - logs background errors at most once per errorLogInterval, with how
 //     many were not logged.
 //
@@ -71,11 +72,12 @@ type spaceGuard struct {
 	refused atomic.Int64          // writes refused for want of space
 	opening atomic.Bool           // pebble.Open is running
 
-	mu       sync.Mutex
-	failedAt time.Time // of the last no-space failure
-	probedAt time.Time // of the last check of the free space
-	loggedAt time.Time // of the last background error logged
-	unlogged int       // background errors since the last one logged
+	mu           sync.Mutex
+	flushFailing bool      // the last flush failed
+	failedAt     time.Time // of the last no-space failure
+	probedAt     time.Time // of the last check of the free space
+	loggedAt     time.Time // of the last background error logged
+	unlogged     int       // background errors since the last one logged
 }
 
 func newSpaceGuard(fs vfs.FS, dir string, logger *slog.Logger, room uint64) *spaceGuard {
@@ -111,9 +113,30 @@ func (g *spaceGuard) background(err error) {
 	}
 }
 
-// progress follows a flush or compaction that completed: there was room
-// for its table.
-func (g *spaceGuard) progress() { g.clear("a table was written") }
+// flushed follows a flush, which failed if err is not nil. A flush that
+// completed found room for its table: writes, which need flushes, can go
+// on.
+func (g *spaceGuard) flushed(err error) {
+	g.mu.Lock()
+	g.flushFailing = err != nil && isNoSpace(err)
+	g.mu.Unlock()
+	if err == nil {
+		g.clear("a flush wrote its table")
+	}
+}
+
+// compacted follows a compaction that completed. It found room for its
+// tables, but while flushes fail for want of space, that is no sign that
+// they will not: accepting writes then would fill the memtables until
+// pebble stalled them.
+func (g *spaceGuard) compacted() {
+	g.mu.Lock()
+	failing := g.flushFailing
+	g.mu.Unlock()
+	if !failing {
+		g.clear("a compaction wrote its tables")
+	}
+}
 
 func (g *spaceGuard) clear(why string) {
 	if g.full.Swap(nil) != nil {

@@ -288,8 +288,10 @@ func TestLogFailureStops(t *testing.T) {
 }
 
 // pace holds a table's creation until retryInterval after the last
-// failure, and Close ends the wait.
-func TestSpacePace(t *testing.T) {
+// failure, and Close ends the wait; only no-space errors mark the disk
+// full; and a compaction that completes ends the mark only while flushes
+// do not fail for want of space.
+func TestSpaceGuard(t *testing.T) {
 	g := newSpaceGuard(vfs.NewMem(), "db", slog.New(&logLines{}), 1)
 	start := time.Now()
 	g.pace() // not full: no wait
@@ -318,8 +320,23 @@ func TestSpacePace(t *testing.T) {
 	if g2.fullErr() != nil {
 		t.Fatal("an error other than ENOSPC marked the disk full")
 	}
-	g2.background(&os.PathError{Op: "write", Path: "db/000002.sst", Err: syscall.EDQUOT})
+	quota := &os.PathError{Op: "write", Path: "db/000002.sst", Err: syscall.EDQUOT}
+	g2.background(quota)
 	if !errors.Is(g2.fullErr(), syscall.EDQUOT) {
 		t.Fatal("an exhausted quota did not mark the disk full")
+	}
+	g2.compacted()
+	if g2.fullErr() != nil {
+		t.Fatal("a compaction that completed while flushes do not fail left the mark")
+	}
+	g2.background(quota)
+	g2.flushed(quota)
+	g2.compacted()
+	if g2.fullErr() == nil {
+		t.Fatal("a compaction that completed while flushes fail for want of space ended the mark")
+	}
+	g2.flushed(nil)
+	if g2.fullErr() != nil {
+		t.Fatal("a flush that completed left the mark")
 	}
 }

@@ -352,14 +352,12 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 			WriteStallEnd:   events.end,
 			BackgroundError: events.space.background,
 			FlushEnd: func(info pebble.FlushInfo) {
-				if info.Err == nil {
-					events.space.progress()
-				}
+				events.space.flushed(info.Err)
 				events.released()
 			},
 			CompactionEnd: func(info pebble.CompactionInfo) {
 				if info.Err == nil {
-					events.space.progress()
+					events.space.compacted()
 				}
 				events.released()
 			},
