@@ -245,7 +245,7 @@ func (b *Batch) Wait() error {
 	b.waited = true
 	if err := b.b.SyncWait(); err != nil {
 		b.s.failed.fail(err)
-		return fmt.Errorf("store: sync: %w", err)
+		return b.s.failed.check()
 	}
 	return nil
 }

@@ -241,8 +241,8 @@ func TestLogFailureStops(t *testing.T) {
 	default:
 	}
 	inject.On()
-	if err := putMeta(s, "lost", "x"); err == nil {
-		t.Fatal("a write whose log record could not be written was acknowledged")
+	if err := putMeta(s, "lost", "x"); !errors.Is(err, ErrLogFailed) || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("write whose log record could not be written: err = %v, want ErrLogFailed naming its cause", err)
 	}
 	select {
 	case <-s.FailedC():

@@ -591,7 +591,7 @@ func (s *Store) Sync() error {
 	s.dirty.Store(false)
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
 		s.failed.fail(err)
-		return fmt.Errorf("store: sync: %w", err)
+		return s.failed.check()
 	}
 	return nil
 }
