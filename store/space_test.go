@@ -73,6 +73,18 @@ func putMeta(s *Store, name, value string) error {
 	return b.Commit()
 }
 
+// closeWithin closes s, failing the test if that takes over 5s.
+func closeWithin(t *testing.T, s *Store, when string) {
+	t.Helper()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Close hangs %s", when)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -175,13 +187,7 @@ func TestNoSpaceRefusesWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the store finds the disk full again", func() bool { return s.NoSpace() != nil })
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close hangs while the disk is full")
-	}
+	closeWithin(t, s, "while the disk is full")
 	// Opening replays the log and flushes what it replayed: on a full
 	// disk it waits for space, and says so.
 	opened := make(chan error, 1)
@@ -259,13 +265,7 @@ func TestLogFailureStops(t *testing.T) {
 	if !errors.Is(s.Failed(), ErrLogFailed) {
 		t.Fatalf("Failed() = %v", s.Failed())
 	}
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close hangs after the log failed")
-	}
+	closeWithin(t, s, "after the log failed")
 	s, err = Open(opts)
 	if err != nil {
 		t.Fatal(err)
