@@ -291,6 +291,9 @@ func (s *Server) Shutdown() error {
 	return s.stopErr
 }
 
+// failedShutdownWait bounds the shutdown after the storage failed.
+const failedShutdownWait = 10 * time.Second
+
 // Wait blocks until the server stops serving on its own (an accept error)
 // or ctx is done, then shuts down.
 func (s *Server) Wait(ctx context.Context) error {
@@ -302,10 +305,20 @@ func (s *Server) Wait(ctx context.Context) error {
 		return errors.Join(fmt.Errorf("server: stopped serving: %w", err), s.Shutdown())
 	case <-s.db.StorageFailed():
 		// Every command would be refused: stop, so that a restart (by
-		// the supervisor) recovers what the log holds.
-		err := s.db.StorageStats().Failed
+		// the supervisor) recovers what the log holds. A command caught
+		// in the storage engine's failed commit may never return, so the
+		// shutdown gets a deadline; the process's exit ends the rest.
+		err := fmt.Errorf("server: %w", s.db.StorageStats().Failed)
 		s.logger.Error("storage failed: shutting down; restarting recovers every acknowledged write from the log", "err", err.Error())
-		return errors.Join(fmt.Errorf("server: %w", err), s.Shutdown())
+		done := make(chan error, 1)
+		go func() { done <- s.Shutdown() }()
+		select {
+		case serr := <-done:
+			return errors.Join(err, serr)
+		case <-time.After(failedShutdownWait):
+			s.logger.Error("the shutdown did not finish in time after the storage failed; stopping anyway", "waited", failedShutdownWait)
+			return err
+		}
 	}
 }
 

@@ -164,7 +164,7 @@ func (b *Batch) mergeCounters() {
 
 // CommitNoSync applies the batch without waiting for stable storage, for
 // background work that is redone after a crash.
-func (b *Batch) CommitNoSync() error {
+func (b *Batch) CommitNoSync() (err error) {
 	if b.s.closed.Load() {
 		return ErrClosed
 	}
@@ -179,13 +179,27 @@ func (b *Batch) CommitNoSync() error {
 	b.s.dirty.Store(true)
 	b.beginTagWrites()
 	b.s.begun.Add(1)
-	err := b.s.db.Apply(b.b, pebble.NoSync)
-	b.s.committed()
-	b.endTagWrites()
-	if err != nil {
+	defer b.endTagWrites()
+	defer b.s.committed()
+	defer b.recoverCommit(&err)
+	if err := b.s.db.Apply(b.b, pebble.NoSync); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
+}
+
+// recoverCommit, deferred around a commit, turns a panic of pebble's
+// commit pipeline into the store's failure. Pebble panics when it cannot
+// write its log, in the committing goroutine, with the pipeline locked:
+// from then on no commit can go through, nor can pebble close. So the
+// store fails (ErrLogFailed, and every call is refused), Close leaves
+// pebble as it is (the process's exit releases the data dir), and the
+// batch, which pebble may still reference, is not released.
+func (b *Batch) recoverCommit(err *error) {
+	if r := recover(); r != nil {
+		b.waited, b.b = true, nil
+		*err = b.s.commitPanicked(r)
+	}
 }
 
 // Commit applies the batch and waits until it is as durable as the store's
@@ -202,7 +216,7 @@ func (b *Batch) Commit() error {
 // after it, so its durability implies this one's. Callers release per-key
 // locks between Apply and Wait, letting the next write of the same key join
 // the same group commit.
-func (b *Batch) Apply() error {
+func (b *Batch) Apply() (err error) {
 	if b.s.closed.Load() {
 		return ErrClosed
 	}
@@ -214,11 +228,11 @@ func (b *Batch) Apply() error {
 	}
 	b.applied = true
 	b.mergeCounters()
-	var err error
 	b.beginTagWrites()
 	b.s.begun.Add(1)
 	defer b.endTagWrites()
 	defer b.s.committed()
+	defer b.recoverCommit(&err)
 	if b.s.sync == SyncAlways {
 		b.s.synced.Add(int64(b.b.Count()))
 		err = b.s.db.ApplyNoSyncWait(b.b, b.s.wo)
@@ -256,7 +270,9 @@ func (b *Batch) Close() {
 	if b.applied && !b.waited {
 		_ = b.Wait()
 	}
-	_ = b.b.Close()
+	if b.b != nil {
+		_ = b.b.Close()
+	}
 	// The batch goes back to the store's pool, as pebble's own batch to
 	// pebble's: nothing may use it after Close.
 	s := b.s

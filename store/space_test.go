@@ -229,6 +229,61 @@ func TestNoSpaceRefusesWrites(t *testing.T) {
 // then on, since what was applied since may be visible without being
 // durable; reopening recovers every write acknowledged before.
 func TestLogFailureStops(t *testing.T) {
+	t.Run("sync", testLogFailureSync)
+	t.Run("no sync", testLogFailureNoSync)
+}
+
+// Without syncs, pebble panics when it cannot write its log, in the
+// committing goroutine and with its commit pipeline locked: the store
+// fails, Close returns without waiting for that lock, and the commits
+// after are refused.
+//
+// (When a memtable fills then, pebble cannot close the old log file
+// either, and that failure is fatal to the process: its panic unlocks a
+// mutex twice. The restart recovers what the log holds.)
+func testLogFailureNoSync(t *testing.T) {
+	inject := &errorfs.Toggle{Injector: errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == errorfs.OpFileWrite && strings.HasSuffix(op.Path, ".log") {
+			return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
+		}
+		return nil
+	})}
+	s, err := Open(Options{Dir: "db", FS: errorfs.Wrap(vfs.NewMem(), inject), Logger: slog.New(&logLines{}), Sync: SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := putMeta(s, "before", "x"); err != nil {
+		t.Fatal(err)
+	}
+	inject.On()
+	// Pebble writes the log a 32 KiB block at a time, in the background,
+	// and a commit reports the error of the blocks before. The writes
+	// stay within the first memtable (256 KiB): a new log file comes
+	// with the next one, and pebble cannot close the old one.
+	value := strings.Repeat("x", 2<<10)
+	var werr error
+	for i := 0; i < 90 && werr == nil; i++ {
+		werr = putMeta(s, fmt.Sprintf("k%d", i), value)
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(werr, ErrLogFailed) || !strings.Contains(werr.Error(), "no space left on device") {
+		t.Fatalf("writes while the log cannot be written: err = %v, want ErrLogFailed naming its cause", werr)
+	}
+	select {
+	case <-s.FailedC():
+	default:
+		t.Fatal("FailedC not closed after the log failed")
+	}
+	if err := putMeta(s, "later", "x"); !errors.Is(err, ErrLogFailed) {
+		t.Fatalf("write after the log failed: err = %v, want ErrLogFailed", err)
+	}
+	if v, ok, err := s.GetMeta("before"); err != nil || !ok || string(v) != "x" {
+		t.Fatalf("read after the log failed: %q %v %v", v, ok, err)
+	}
+	closeWithin(t, s, "after the log failed")
+}
+
+func testLogFailureSync(t *testing.T) {
 	mem := vfs.NewMem()
 	inject := noSpaceOn(new(atomic.Int64), ".log")
 	opts := Options{Dir: "db", FS: errorfs.Wrap(mem, inject), Logger: slog.New(&logLines{})}

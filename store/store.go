@@ -132,6 +132,7 @@ type Store struct {
 	events *engineEvents
 	space  *spaceGuard // refuses writes while the disk is full
 	failed *logFailure // set once the log could not be made durable
+	wedged atomic.Bool // pebble's commit pipeline panicked: it cannot close
 	db     *pebble.DB
 	ring   *syncRing // the log's syncs go through it, if not nil
 	yields *yielder  // tables yield, sync and are removed through it, if not nil
@@ -568,7 +569,7 @@ func (s *Store) syncNow() error {
 	if !s.dirty.Swap(false) {
 		return nil
 	}
-	return s.db.LogData(nil, pebble.Sync)
+	return s.logData()
 }
 
 // SetSyncMinInterval changes the least time between the end of one log
@@ -589,11 +590,33 @@ func (s *Store) Sync() error {
 		return err
 	}
 	s.dirty.Store(false)
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	if err := s.logData(); err != nil {
 		s.failed.fail(err)
 		return s.failed.check()
 	}
 	return nil
+}
+
+// logData syncs the log through pebble's commit pipeline.
+func (s *Store) logData() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.commitPanicked(r)
+		}
+	}()
+	return s.db.LogData(nil, pebble.Sync)
+}
+
+// commitPanicked fails the store after pebble's commit pipeline panicked
+// with r (see Batch.recoverCommit) and returns the failure.
+func (s *Store) commitPanicked(r any) error {
+	perr, ok := r.(error)
+	if !ok {
+		perr = fmt.Errorf("pebble: commit panicked: %v", r)
+	}
+	s.wedged.Store(true)
+	s.failed.fail(perr)
+	return s.failed.check()
 }
 
 // SyncMode returns the store's durability mode.
@@ -608,6 +631,15 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.stopped.Wait()
 	s.tagIters.drop()
+	if s.wedged.Load() {
+		// Pebble's Close would wait for its commit pipeline's lock
+		// forever. The process's exit releases the data dir.
+		close(s.space.stop)
+		s.ring.close()
+		s.yields.close()
+		s.events.close()
+		return fmt.Errorf("store: left open: %w", s.failed.check())
+	}
 	var err error
 	if s.sync != SyncNever && s.failed.check() == nil {
 		s.dirty.Store(true)
