@@ -185,6 +185,7 @@ func (b *Batch) CommitNoSync() (err error) {
 	if err := b.s.db.Apply(b.b, pebble.NoSync); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
+	b.s.logged(b.b.Len())
 	return nil
 }
 
@@ -240,6 +241,9 @@ func (b *Batch) Apply() (err error) {
 		err = b.s.db.Apply(b.b, b.s.wo)
 		b.waited = true
 		b.s.dirty.Store(true)
+		if err == nil {
+			b.s.logged(b.b.Len())
+		}
 	}
 	if err != nil {
 		b.waited = true

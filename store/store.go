@@ -240,6 +240,9 @@ func Open(opts Options) (*Store, error) {
 	// after the disk filled (see spaceGuard).
 	space := newSpaceGuard(opts.FS, opts.Dir, logger, uint64(2*opts.MemtableBytes+16<<20))
 	events := &engineEvents{logger: logger, space: space}
+	if opts.Sync != SyncAlways && !opts.ReadOnly {
+		events.presync = newLogPresync()
+	}
 	popts := pebbleOptions(opts, cache, logger, events)
 	syncMin, synced := new(atomic.Int64), new(atomic.Int64)
 	syncMin.Store(int64(opts.SyncMinInterval))
@@ -317,6 +320,10 @@ func Open(opts Options) (*Store, error) {
 		s.stopped.Add(1)
 		go s.syncLoop(time.Second)
 	}
+	if events.presync != nil {
+		s.stopped.Add(1)
+		go s.presyncLoop(events.presync)
+	}
 	opened = true
 	return s, nil
 }
@@ -362,6 +369,9 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 				}
 				events.released()
 			},
+		}
+		if events.presync != nil {
+			popts.EventListener.WALCreated = func(pebble.WALCreateInfo) { events.presync.switched() }
 		}
 	}
 	// Bloom filters answer "no such partition" (a point lookup of its
@@ -808,11 +818,12 @@ func (st *engineEvents) close() {
 // writes back because flushes or compactions fell behind, and for how
 // long, and releases free memory after flushes and compactions.
 type engineEvents struct {
-	logger *slog.Logger
-	space  *spaceGuard
-	count  atomic.Int64
-	nanos  atomic.Int64
-	since  atomic.Int64 // start of the stall in progress (UnixNano), 0 if none
+	logger  *slog.Logger
+	space   *spaceGuard
+	presync *logPresync // nil with fsync always
+	count   atomic.Int64
+	nanos   atomic.Int64
+	since   atomic.Int64 // start of the stall in progress (UnixNano), 0 if none
 
 	releaseMu   sync.Mutex
 	lastRelease time.Time   // guarded by releaseMu
