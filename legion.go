@@ -500,6 +500,10 @@ type StorageStats struct {
 	// waits for each reply can go.
 	LogSyncs    int64
 	LogSyncTime time.Duration
+	// LogPresyncs counts the syncs of the log made in the background,
+	// with fsync no or everysec, as it neared the size at which pebble
+	// switches to a new log (they are among LogSyncs too).
+	LogPresyncs int64
 	// MemtableBytes and BlockCacheBytes are the memory pebble holds
 	// outside the Go heap: its memtables and its cache of blocks.
 	MemtableBytes   uint64
@@ -527,6 +531,7 @@ func (db *DB) StorageStats() StorageStats {
 	return StorageStats{
 		LogSyncs:              syncs,
 		LogSyncTime:           syncTime,
+		LogPresyncs:           db.store.LogPresyncs(),
 		SearchCacheHits:       hits,
 		SearchCacheMisses:     misses,
 		SearchCacheBytes:      cached,

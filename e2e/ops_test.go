@@ -801,9 +801,63 @@ func TestLogSyncPath(t *testing.T) {
 		if tc.always && (syncs < 5 || usec <= 0) || !tc.always && (syncs != 0 || usec != 0) {
 			t.Fatalf("%v: log_syncs:%d log_sync_usec:%d after 5 writes\n%s", tc.args, syncs, usec, info)
 		}
+		// Nor does the first log get presyncs.
+		if !strings.Contains(info, "log_presyncs:0\r\n") {
+			t.Fatalf("%v: INFO persistence lacks log_presyncs:0 after 5 writes:\n%s", tc.args, info)
+		}
 		s.restart(syscall.SIGTERM)
 		if got := s.client(t).Do(ctx(t), "LEGION.GET", "k").Val(); got != `{"count":5}` {
 			t.Fatalf("%v: after a restart: %v", tc.args, got)
 		}
+	}
+}
+
+// TestLogPresyncs: with fsync no and everysec, a server writing through
+// several logs syncs each in the background before pebble switches to the
+// next (INFO persistence: log_presyncs, among log_syncs); with fsync
+// always it has no need to. Every event is there after a restart.
+func TestLogPresyncs(t *testing.T) {
+	for _, mode := range []string{"no", "everysec", "always"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startServer(t, t.TempDir(), "--fsync", mode, "--memtable-size", "1mb")
+			c := s.client(t)
+			loadScript(t, c, counterLua(t))
+			const keys, events = 5000, 100000
+			for sent := 0; sent < events; {
+				p := c.Pipeline()
+				for range 1000 {
+					p.Do(ctx(t), "LEGION.APPLY", fmt.Sprintf("k%d", sent%keys), "incr")
+					sent++
+				}
+				if _, err := p.Exec(ctx(t)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			info := c.Info(ctx(t), "persistence").Val()
+			presyncs, err := strconv.Atoi(infoField(info, "log_presyncs"))
+			if err != nil {
+				t.Fatalf("log_presyncs: %v\n%s", err, info)
+			}
+			syncs, _ := strconv.Atoi(infoField(info, "log_syncs"))
+			if mode == "always" && presyncs != 0 || mode != "always" && (presyncs == 0 || syncs < presyncs) {
+				t.Fatalf("fsync %s: log_presyncs:%d log_syncs:%d after %d events\n%s", mode, presyncs, syncs, events, info)
+			}
+			t.Logf("fsync %s: log_presyncs:%d log_syncs:%d", mode, presyncs, syncs)
+			s.restart(syscall.SIGTERM)
+			c = s.client(t)
+			p := c.Pipeline()
+			gets := make([]*redis.Cmd, keys)
+			for i := range gets {
+				gets[i] = p.Do(ctx(t), "LEGION.GET", fmt.Sprintf("k%d", i))
+			}
+			if _, err := p.Exec(ctx(t)); err != nil {
+				t.Fatal(err)
+			}
+			for i, g := range gets {
+				if want := fmt.Sprintf(`{"count":%d}`, events/keys); g.Val() != want {
+					t.Fatalf("k%d after a restart: %v, want %s", i, g.Val(), want)
+				}
+			}
+		})
 	}
 }

@@ -416,6 +416,7 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 			perSync = float64(ss.LogSyncTime.Microseconds()) / float64(ss.LogSyncs)
 		}
 		kv("log_sync_usec_per_sync", strconv.FormatFloat(perSync, 'f', 2, 64))
+		kv("log_presyncs", ss.LogPresyncs)
 		kv("in_memory", boolInt(ss.InMemory))
 		if !ss.InMemory {
 			kv("data_dir", ss.DataDir)

@@ -98,3 +98,12 @@ func (s *Store) logged(n int) {
 		p.committed(n)
 	}
 }
+
+// LogPresyncs returns how many presyncs of the log the store has made
+// (see logPresync); always 0 with fsync always.
+func (s *Store) LogPresyncs() int64 {
+	if p := s.events.presync; p != nil {
+		return p.syncs.Load()
+	}
+	return 0
+}
