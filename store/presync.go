@@ -45,7 +45,8 @@ func newLogPresync() *logPresync {
 // commits (the first after opening, or one after a flush of an idle
 // store) gets no presyncs: nothing tells how large it will grow. While
 // pebble doubles its first memtables to their full size, each log gets
-// more presyncs than it needs, about ten.
+// more presyncs than it needs: from 15/16 of the last one's size to
+// twice it, one per sixteenth, about seventeen.
 func (p *logPresync) switched() {
 	prev := p.since.Swap(0)
 	if prev == 0 {
