@@ -820,7 +820,7 @@ func TestLogPresyncs(t *testing.T) {
 	for _, mode := range []string{"no", "everysec", "always"} {
 		t.Run(mode, func(t *testing.T) {
 			s := startServer(t, t.TempDir(), "--fsync", mode, "--memtable-size", "1mb")
-			c := s.client(t)
+			c := s.client(t, func(o *redis.Options) { o.ReadTimeout = 30 * time.Second })
 			loadScript(t, c, counterLua(t))
 			const keys, events = 5000, 100000
 			for sent := 0; sent < events; {
@@ -844,14 +844,20 @@ func TestLogPresyncs(t *testing.T) {
 			}
 			t.Logf("fsync %s: log_presyncs:%d log_syncs:%d", mode, presyncs, syncs)
 			s.restart(syscall.SIGTERM)
-			c = s.client(t)
-			p := c.Pipeline()
+			// Every read after the restart loads its partition from the
+			// store, which under the race detector on a busy machine takes
+			// near a millisecond: pipelines of 500, each given 30 s (go-redis
+			// sets one deadline for all of a pipeline's replies).
+			c = s.client(t, func(o *redis.Options) { o.ReadTimeout = 30 * time.Second })
 			gets := make([]*redis.Cmd, keys)
-			for i := range gets {
-				gets[i] = p.Do(ctx(t), "LEGION.GET", fmt.Sprintf("k%d", i))
-			}
-			if _, err := p.Exec(ctx(t)); err != nil {
-				t.Fatal(err)
+			for i := 0; i < keys; i += 500 {
+				p := c.Pipeline()
+				for j := i; j < i+500; j++ {
+					gets[j] = p.Do(ctx(t), "LEGION.GET", fmt.Sprintf("k%d", j))
+				}
+				if _, err := p.Exec(ctx(t)); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for i, g := range gets {
 				if want := fmt.Sprintf(`{"count":%d}`, events/keys); g.Val() != want {
