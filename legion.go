@@ -504,6 +504,15 @@ type StorageStats struct {
 	// with fsync no or everysec, as it neared the size at which pebble
 	// switches to a new log (they are among LogSyncs too).
 	LogPresyncs int64
+	// PartitionFilterBytes is the memory of the filter that tells new
+	// partitions from stored ones without a read of the store;
+	// PartitionFilterReady reports that it has scanned the partitions
+	// stored when the node started (until then a new partition's first
+	// event reads the store), and PartitionReadsSkipped counts the reads
+	// of partitions it answered.
+	PartitionFilterBytes  int64
+	PartitionFilterReady  bool
+	PartitionReadsSkipped uint64
 	// MemtableBytes and BlockCacheBytes are the memory pebble holds
 	// outside the Go heap: its memtables and its cache of blocks.
 	MemtableBytes   uint64
@@ -528,7 +537,11 @@ func (db *DB) StorageStats() StorageStats {
 	m := db.store.Pebble().Metrics()
 	hits, misses, cached := db.store.TagPageStats()
 	syncs, syncTime := store.LogSyncs(m)
+	filterBytes, filterReady, skipped := db.store.PartitionFilterStats()
 	return StorageStats{
+		PartitionFilterBytes:  filterBytes,
+		PartitionFilterReady:  filterReady,
+		PartitionReadsSkipped: skipped,
 		LogSyncs:              syncs,
 		LogSyncTime:           syncTime,
 		LogPresyncs:           db.store.LogPresyncs(),

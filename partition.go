@@ -733,7 +733,11 @@ func (db *DB) persist(b *store.Batch, sc *scratch, p *partition, tags index.Tags
 func (db *DB) putSnapshot(b *store.Batch, sc *scratch, p *partition, inf crdt.Infimum, tags index.Tags) {
 	sc.tags = tags.AppendBinary(sc.tags[:0])
 	sc.record = inf.AppendBinary(store.AppendSnapshotTags(sc.record[:0], sc.tags))
-	b.PutSnapshot(p.slot, p.key, sc.record)
+	if p.exists {
+		b.ReplaceSnapshot(p.slot, p.key, sc.record)
+	} else {
+		b.PutSnapshot(p.slot, p.key, sc.record) // notes the new partition
+	}
 	if p.tagsRec {
 		b.DeleteTags(p.slot, p.key)
 		p.tagsRec = false

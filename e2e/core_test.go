@@ -330,6 +330,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 		t.Fatalf("previous server exited with %v", code)
 	}
 	c = s.client(t)
+	waitPartitionFilter(t, c) // the reads below go through it
 	if after := snapshotAll(t, c, 30); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("after restart:\n%v\nbefore:\n%v", after, before)
 	}

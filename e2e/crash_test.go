@@ -74,6 +74,7 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 
 		s.start()
 		c = s.client(t)
+		waitPartitionFilter(t, c) // the reads below go through it
 		var sum int64
 		want := map[string]string{}
 		for k := 0; k < keys; k++ {

@@ -405,7 +405,8 @@ func TestIntrospection(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"# Server", "redis_version:", "legion_version:", "# Clients", "connected_clients:", "# Memory", "used_memory:",
-		"# Persistence", "loading:0", "# Stats", "total_commands_processed:", "# Keyspace", "db0:keys=1,", "# Legion", "active_handler:", "partitions:1", "events_applied:1"} {
+		"# Persistence", "loading:0", "# Stats", "total_commands_processed:", "# Keyspace", "db0:keys=1,", "# Legion", "active_handler:", "partitions:1", "events_applied:1",
+		"partition_filter_bytes:", "partition_filter_ready:", "partition_reads_skipped:"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("INFO lacks %q", want)
 		}

@@ -724,6 +724,25 @@ function index(state, key) return { "len:" .. #state.tokens } end`)
 }
 
 // infoField returns the value of field in an INFO reply, or "".
+// waitPartitionFilter waits until the server's partition filter has
+// scanned the partitions stored when it started, so that the reads after
+// it trust the filter's answers.
+func waitPartitionFilter(t testing.TB, c *redis.Client) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		info, err := c.Info(ctx(t), "legion").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if infoField(info, "partition_filter_ready") == "1" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the partition filter is not ready a minute after the start:\n%s", info)
+		}
+	}
+}
+
 func infoField(info, field string) string {
 	for _, l := range strings.Split(info, "\r\n") {
 		if v, ok := strings.CutPrefix(l, field+":"); ok {
@@ -849,6 +868,7 @@ func TestLogPresyncs(t *testing.T) {
 			// near a millisecond: pipelines of 500, each given 30 s (go-redis
 			// sets one deadline for all of a pipeline's replies).
 			c = s.client(t, func(o *redis.Options) { o.ReadTimeout = 30 * time.Second })
+			waitPartitionFilter(t, c) // the reads below go through it
 			gets := make([]*redis.Cmd, keys)
 			for i := 0; i < keys; i += 500 {
 				p := c.Pipeline()

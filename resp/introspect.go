@@ -397,6 +397,7 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("storage_memtable_bytes", ss.MemtableBytes)
 		kv("storage_block_cache_bytes", ss.BlockCacheBytes)
 		kv("search_cache_bytes", ss.SearchCacheBytes)
+		kv("partition_filter_bytes", ss.PartitionFilterBytes)
 		kv("maxmemory", 0)
 		kv("maxmemory_policy", "noeviction")
 	case "persistence":
@@ -469,6 +470,9 @@ func (s *Server) infoSection(b *strings.Builder, sec string) {
 		kv("snapshots_stored", st.SnapshotsStored)
 		kv("cached_partitions", st.CachedEntries)
 		kv("cached_partition_bytes", st.CachedBytes)
+		ss := s.db.StorageStats()
+		kv("partition_filter_ready", boolInt(ss.PartitionFilterReady))
+		kv("partition_reads_skipped", ss.PartitionReadsSkipped)
 		ri := s.db.ReindexStatus()
 		kv("reindex_in_progress", boolInt(ri.Running))
 		kv("reindex_target", ri.Target)

@@ -83,8 +83,20 @@ func (b *Batch) partitionKey(slot uint16, key []byte, sub byte) []byte {
 	return append(b.key, sub)
 }
 
-// PutSnapshot writes the partition's snapshot record.
+// PutSnapshot writes the partition's snapshot record. It notes the
+// partition in the store's partition filter (see partitionFilter), which
+// must know every partition the store may hold: a partition's first
+// snapshot is written with PutSnapshot.
 func (b *Batch) PutSnapshot(slot uint16, key, value []byte) {
+	k := b.partitionKey(slot, key, subSnapshot)
+	b.s.filter.add(k[:len(k)-1])
+	b.set(k, value)
+}
+
+// ReplaceSnapshot is PutSnapshot for a partition the store holds or that
+// a PutSnapshot wrote since the store opened: it skips the partition
+// filter, a cache miss on the path of every event.
+func (b *Batch) ReplaceSnapshot(slot uint16, key, value []byte) {
 	b.set(b.partitionKey(slot, key, subSnapshot), value)
 }
 

@@ -106,6 +106,26 @@ func DecodeEscaped(dst, b []byte) (out, rest []byte, err error) {
 	}
 }
 
+// escapedLen returns the length of the escaped string at the start of b,
+// its terminator included.
+func escapedLen(b []byte) (int, bool) {
+	n := 0
+	for {
+		i := bytes.IndexByte(b[n:], 0)
+		if i < 0 || n+i+1 >= len(b) {
+			return 0, false
+		}
+		switch b[n+i+1] {
+		case 0x01:
+			return n + i + 2, true
+		case 0xFF:
+			n += i + 2
+		default:
+			return 0, false
+		}
+	}
+}
+
 func appendSlotPrefix(dst []byte, slot uint16) []byte {
 	dst = append(dst, kindPartition)
 	return binary.BigEndian.AppendUint16(dst, slot)

@@ -26,10 +26,13 @@ type PartitionRecords struct {
 
 // ReadPartition reads every record of one partition from a consistent view.
 // A partition exists exactly when its snapshot record does (the first write
-// of a partition always stores one); ok is false when it does not, which a
-// point lookup answers through the bloom filters without an iterator.
+// of a partition always stores one); ok is false when it does not, which
+// the partition filter answers for most new keys without a read.
 func (s *Store) ReadPartition(slot uint16, key []byte) (recs PartitionRecords, ok bool, err error) {
 	lower := AppendPartitionPrefix(nil, slot, key)
+	if !s.filter.mayHold(lower) {
+		return recs, false, nil
+	}
 	// Every stored partition has a snapshot record: look it up first, so
 	// that for a new key the bloom filters answer at every level, the
 	// lowest too (which pebble's Get skips), without reading data blocks.

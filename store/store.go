@@ -124,6 +124,12 @@ type Options struct {
 	// direct writes of whole sectors where the file system allows them
 	// (see directFile).
 	NoDirectLog bool
+
+	// testScanning, if set, runs inside the scan of the partitions at
+	// open, with its first view of the store taken; testScanView, if set,
+	// replaces filterRescan.
+	testScanning func(*Store)
+	testScanView int
 }
 
 // Store is an open pebble database with Legion's layout. It is safe for
@@ -163,6 +169,12 @@ type Store struct {
 	stamped bool
 	synced  *atomic.Int64
 	batches sync.Pool // closed Batches, reused by NewBatch
+	// filter knows which partitions the store cannot hold (nil when read
+	// only); its scan reads scanView partitions through one view, and
+	// testScanning runs inside it (see scanPartitions).
+	filter       *partitionFilter
+	scanView     int
+	testScanning func(*Store)
 }
 
 // Values of Options.SyncMinInterval besides a positive interval.
@@ -316,6 +328,13 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
+	var partitions int64
+	if !opts.ReadOnly {
+		if partitions, err = s.Counter(metaPartitions); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if opts.Sync == SyncEverySecond && !opts.ReadOnly {
 		s.stopped.Add(1)
 		go s.syncLoop(time.Second)
@@ -323,6 +342,16 @@ func Open(opts Options) (*Store, error) {
 	if events.presync != nil {
 		s.stopped.Add(1)
 		go s.presyncLoop(events.presync)
+	}
+	if !opts.ReadOnly {
+		// Room for the partitions there are and as many again.
+		s.filter = newPartitionFilter(2 * partitions)
+		s.scanView, s.testScanning = filterRescan, opts.testScanning
+		if opts.testScanView > 0 {
+			s.scanView = opts.testScanView
+		}
+		s.stopped.Add(1)
+		go s.scanPartitions(s.filter)
 	}
 	opened = true
 	return s, nil
