@@ -652,13 +652,12 @@ func decodeCached(slot uint16, key, b []byte, known []crdt.NodeID) (*partition, 
 	if psLen > len(b)-4 {
 		return nil, errCachedEntry
 	}
-	ps, err := crdt.DecodeInterned(b[4:4+psLen], known)
-	if err != nil {
+	p := newPartition(slot, key)
+	if err := p.state.UnmarshalInterned(b[4:4+psLen], known, p.valueBuf[:0]); err != nil {
 		return nil, err
 	}
 	b = b[4+psLen:]
-	p := newPartition(slot, key)
-	p.ps, p.logLen, p.exists = ps, int(logLen), flags&cachedExists != 0
+	p.ps, p.logLen, p.exists = &p.state, int(logLen), flags&cachedExists != 0
 	p.tagsRec = flags&cachedTagsRec != 0
 	if flags&cachedLog != 0 {
 		count, n := binary.Uvarint(b)
@@ -683,6 +682,7 @@ func decodeCached(slot uint16, key, b []byte, known []crdt.NodeID) (*partition, 
 		}
 	}
 	if flags&cachedTags != 0 {
+		var err error
 		if p.tags, err = index.DecodeTags(b); err != nil {
 			return nil, err
 		}

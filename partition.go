@@ -21,8 +21,12 @@ type partition struct {
 	slot   uint16
 	key    []byte // in keyBuf when it fits
 	keyBuf [24]byte
-	ps     *crdt.PowerState
-	tags   index.Tags
+	ps     *crdt.PowerState // often &state
+	state  crdt.PowerState
+	// valueBuf holds the value of state's infimum when it is small (most
+	// are) and decoded from the cache.
+	valueBuf [32]byte
+	tags     index.Tags
 	// tagsRec reports a separate tags record in the store, newer than the
 	// tags the snapshot carries (see store.SplitSnapshot).
 	tagsRec bool

@@ -171,7 +171,10 @@ func (p Patch) AppendBinary(dst []byte) []byte {
 type decoder struct {
 	b      []byte
 	intern []NodeID // node ids to reuse instead of allocating (sorted)
-	bad    string
+	// value, if its capacity suffices, holds the infimum's value rather
+	// than a new allocation.
+	value []byte
+	bad   string
 }
 
 func (d *decoder) fail(why string) {
@@ -283,12 +286,20 @@ func (d *decoder) nodes() []NodeID {
 	return set
 }
 
-func (d *decoder) bytes() []byte {
+func (d *decoder) bytes() []byte { return d.bytesIn(nil) }
+
+// bytesIn is bytes, in buf's array if it fits.
+func (d *decoder) bytesIn(buf []byte) []byte {
 	n := d.count(1)
 	if n == 0 {
 		return nil
 	}
-	b := make([]byte, n)
+	var b []byte
+	if n <= cap(buf) {
+		b = buf[:n:n]
+	} else {
+		b = make([]byte, n)
+	}
 	copy(b, d.b)
 	d.b = d.b[n:]
 	return b
@@ -313,7 +324,7 @@ func (d *decoder) infimum() Infimum {
 	var inf Infimum
 	inf.ID = d.id()
 	inf.Participants = d.nodes()
-	inf.Value = d.bytes()
+	inf.Value = d.bytesIn(d.value)
 	return inf
 }
 
@@ -379,19 +390,34 @@ func Decode(b []byte) (*PowerState, error) { return DecodeInterned(b, nil) }
 // as a node set) share its memory instead of being allocated: a node
 // decoding its own partitions passes its own id.
 func DecodeInterned(b []byte, known []NodeID) (*PowerState, error) {
-	d := decoder{b: b, intern: known}
+	ps := new(PowerState)
+	if err := ps.UnmarshalInterned(b, known, nil); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// UnmarshalInterned is DecodeInterned into ps, which it overwrites (with
+// the zero power state on error), and with the infimum's value in the
+// array of value when it fits (ps retains it): a power state held inside
+// a larger object, with room there for a small value, costs no allocation
+// of its own.
+func (ps *PowerState) UnmarshalInterned(b []byte, known []NodeID, value []byte) error {
+	d := decoder{b: b, intern: known, value: value}
 	d.format(formatState)
 	inf := d.infimum()
 	d.intern = inf.Participants
 	pend := d.pendings(inf.ID, false)
 	if err := d.err(); err != nil {
-		return nil, err
+		*ps = PowerState{}
+		return err
 	}
-	ps := &PowerState{inf: inf, pend: pend}
+	*ps = PowerState{inf: inf, pend: pend}
 	if !ps.isNormal() {
-		return nil, fmt.Errorf("%w: power state not in normal form", ErrCorrupt)
+		*ps = PowerState{}
+		return fmt.Errorf("%w: power state not in normal form", ErrCorrupt)
 	}
-	return ps, nil
+	return nil
 }
 
 // DecodeInfimum decodes an Infimum encoded by its AppendBinary.

@@ -282,6 +282,31 @@ func TestDecodeInterned(t *testing.T) {
 	}
 }
 
+// TestUnmarshalInternedValue: a value that fits the buffer given is
+// decoded into its array, capped so that appending copies; a larger one
+// gets its own; a failed decode leaves the zero power state.
+func TestUnmarshalInternedValue(t *testing.T) {
+	buf := make([]byte, 0, 8)
+	for _, v := range []string{"v", "12345678", "123456789"} {
+		ps := New(nodes("self"), []byte(v))
+		b := enc(ps)
+		var got PowerState
+		if err := got.UnmarshalInterned(b, nil, buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(enc(&got), b) {
+			t.Fatalf("decode = %s, want %s", dump(&got), dump(ps))
+		}
+		value := got.Infimum().Value
+		if in := unsafe.SliceData(value) == unsafe.SliceData(buf); in != (len(v) <= cap(buf)) || cap(value) != len(value) {
+			t.Errorf("value %q: in the buffer %v, cap %d", v, in, cap(value))
+		}
+		if err := got.UnmarshalInterned(b[:len(b)-1], nil, buf); err == nil || got.Infimum().Value != nil || got.Pending() != nil {
+			t.Errorf("a truncated state decoded (%v) or left %s", err, dump(&got))
+		}
+	}
+}
+
 // TestDecodeInternedSet: a node set equal to the known one is the known
 // slice itself, capped so that appending to it copies; a set of the same
 // size that differs is decoded on its own, and a state's pending acks are

@@ -21,6 +21,9 @@ type PowerState struct {
 	// pend. An entry is only trusted for the exact input slice recorded in
 	// it, so stale entries are harmless: they simply miss.
 	proj []projection
+	// sole holds what soleEvent returns as folded, so the event of a
+	// single node allocates nothing for it.
+	sole [1]Folded
 }
 
 // projection is the cached result of applying one pending event.
@@ -231,6 +234,7 @@ func (ps *PowerState) add(p Pending, c projection) {
 // Errors: ErrNotParticipant if self is not a projected participant; apply's
 // error, in which case the power state is unchanged. Event does not retain
 // payload after it returns (it keeps a copy if the event stays pending).
+// The folded slice may be reused by the next Event on ps.
 func (ps *PowerState) Event(self NodeID, payload []byte, apply ApplyFunc) (id ID, output []byte, folded []Folded, err error) {
 	if len(ps.pend) == 0 && len(ps.inf.Participants) == 1 && ps.inf.Participants[0] == self {
 		return ps.soleEvent(self, payload, apply)
@@ -253,7 +257,8 @@ func (ps *PowerState) soleEvent(self NodeID, payload []byte, apply ApplyFunc) (i
 	}
 	ps.inf.Value, ps.inf.ID = ns, id
 	ps.pend, ps.proj = nil, nil
-	return id, out, []Folded{{ID: id, Kind: KindEvent, Output: out}}, nil
+	ps.sole[0] = Folded{ID: id, Kind: KindEvent, Output: out}
+	return id, out, ps.sole[:], nil
 }
 
 // event is Event's general path.
