@@ -424,7 +424,7 @@ func (e *Engine) Apply(h *Handler, state, event []byte, c Call) (newState, outpu
 		return nil, nil, perr
 	}
 	ferr := e.with(func(r *runner) *Error {
-		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, seq: c.Seq, node: c.Node, key: r.keyString(c.Key), id: c.ID, time: c.Time, sha: h.sha})
+		r.begin(&callSpec{fname: "apply", accept: c.Accept, seed: c.ID, seq: c.Seq, node: c.Node, key: c.Key, id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
@@ -469,8 +469,7 @@ func (e *Engine) Index(h *Handler, state []byte, c Call) ([]string, error) {
 	}
 	var tags []string
 	ferr := e.with(func(r *runner) *Error {
-		key := r.keyString(c.Key)
-		r.begin(&callSpec{fname: "index", accept: c.Accept, seed: key, key: key, id: c.ID, time: c.Time, sha: h.sha})
+		r.begin(&callSpec{fname: "index", accept: c.Accept, seed: r.keyString(c.Key), key: c.Key, id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}
@@ -567,8 +566,7 @@ func (e *Engine) Query(h *Handler, state, request []byte, c Call) (output []byte
 		return nil, &Error{Kind: ErrNoQuery, Func: "query", Msg: "handler does not define function query"}
 	}
 	ferr := e.with(func(r *runner) *Error {
-		key := r.keyString(c.Key)
-		r.begin(&callSpec{fname: "query", accept: c.Accept, seed: key, key: key, id: c.ID, time: c.Time, sha: h.sha})
+		r.begin(&callSpec{fname: "query", accept: c.Accept, seed: r.keyString(c.Key), key: c.Key, id: c.ID, time: c.Time, sha: h.sha})
 		if ferr := r.runChunk(h.proto, h.stateless); ferr != nil {
 			return ferr
 		}

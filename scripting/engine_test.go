@@ -68,6 +68,20 @@ end`)
 			t.Errorf("got %s, want %s", got, want)
 		}
 	}
+	// ctx.key is made when read, from the caller's key, which the caller
+	// may reuse for the next call's.
+	key := []byte("user:1")
+	for _, k := range []string{"user:2", "user:2", "user:1", "x"} {
+		key = append(key[:0], k...)
+		_, out, err := e.Apply(h, nil, []byte("ev"), Call{Key: key, ID: "1-1", Time: 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(key, "######")
+		if got := outputText(t, out); !strings.HasPrefix(got, k+"|") {
+			t.Errorf("key %s: got %s", k, got)
+		}
+	}
 }
 
 func TestHandlerMetadata(t *testing.T) {

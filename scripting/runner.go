@@ -128,7 +128,9 @@ type runner struct {
 	pureUsed bool  // defs is a pure cache entry: end must not empty it
 	memLimit int64 // heap bound of this call, 0 if none
 	defs     *lua.LTable
+	key      []byte // the call's key, valid during the call
 	ctxKey   lua.LString
+	ctxKeyOK bool // ctxKey is key's, made when ctx.key is first read
 	ctxID    lua.LString
 	idSeq    uint64 // with idNode, ctx.id until it is first read (see Call)
 	idNode   string
@@ -270,6 +272,9 @@ func (r *runner) guardGlobal(L *lua.LState) int {
 func (r *runner) ctxIndex(L *lua.LState) int {
 	switch L.Get(2) {
 	case lua.LString("key"):
+		if !r.ctxKeyOK {
+			r.ctxKey, r.ctxKeyOK = lua.LString(r.keyString(r.key)), true
+		}
 		L.Push(r.ctxKey)
 	case lua.LString("id"):
 		if r.idNode != "" {
@@ -350,7 +355,7 @@ type callSpec struct {
 	fname  string // "apply", "index", "query", "load"
 	accept bool   // timeout and memory bound apply
 	seed   string // math.random seed
-	key    string
+	key    []byte
 	id     string
 	// seq and node stand for id "<seq>.<node>" (and the seed) when id is
 	// empty and node is not (see Call).
@@ -380,7 +385,7 @@ func (r *runner) begin(cs *callSpec) {
 		}
 		r.eng.watch.enter(c, r.memLimit)
 	}
-	r.ctxKey = lua.LString(cs.key)
+	r.key, r.ctxKey, r.ctxKeyOK = cs.key, "", false
 	r.ctxID = lua.LString(cs.id)
 	r.idSeq, r.idNode = 0, ""
 	r.ctxSHA = lua.LString(cs.sha)
@@ -449,7 +454,8 @@ func (r *runner) end() {
 		r.setEnv(lua.LNil, lua.LNil)
 	}
 	r.ids = nil
-	r.ctxKey, r.ctxID, r.ctxSHA = "", "", ""
+	r.key, r.ctxKey, r.ctxKeyOK = nil, "", false
+	r.ctxID, r.ctxSHA = "", ""
 	r.idSeq, r.idNode = 0, ""
 	r.taken = nil // a call that failed drops the table it took
 }
