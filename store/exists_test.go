@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -186,5 +187,51 @@ func TestPartitionFilterReadOnly(t *testing.T) {
 	}
 	if bytes, ready, _ := s.PartitionFilterStats(); bytes != 0 || ready {
 		t.Fatalf("read-only store: filter of %d bytes, ready %v", bytes, ready)
+	}
+}
+
+// TestPartitionReadSkipsTablesWithoutIt: on the partition comparer, a read
+// of a partition consults the bloom filters of every table and reads only
+// the tables that hold it; on pebble's default comparer (data dirs before
+// format 3) it reads into every table whose range covers the partition.
+func TestPartitionReadSkipsTablesWithoutIt(t *testing.T) {
+	blockReads := map[string]int64{}
+	for name, cmp := range map[string]*pebble.Comparer{"default": pebble.DefaultComparer, "partitions": partitionComparer} {
+		s, err := Open(Options{Dir: "db", FS: vfs.NewMem(), comparer: cmp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys [][]byte
+		for i := range 4000 {
+			keys = append(keys, fmt.Appendf(nil, "k%d", i))
+		}
+		// Eight tables in L0, each with keys from the whole key space.
+		for part := range 8 {
+			writePartitions(t, s, keys, part*500, part*500+500)
+			if err := s.Pebble().Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := s.Pebble().Metrics().Levels[0].TablesCount; n != 8 {
+			t.Fatalf("%s: %d tables in L0", name, n)
+		}
+		for i := 0; i < len(keys); i += 10 {
+			k := keys[i]
+			lower := AppendPartitionPrefix(nil, Slot(k), k)
+			it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower), UseL6Filters: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recs, ok, err := s.readPartition(it, lower); !ok || err != nil || string(recs.Snapshot) != "snapshot" {
+				t.Fatalf("%s: partition %d: %v %v", name, i, ok, err)
+			}
+			blockReads[name] += int64(it.Stats().InternalStats.BlockBytes)
+			it.Close()
+		}
+		s.Close()
+	}
+	t.Logf("bytes of blocks read for 400 partitions: %v", blockReads)
+	if blockReads["partitions"]*2 > blockReads["default"] {
+		t.Fatalf("the partition comparer's reads took %d bytes of blocks, the default's %d", blockReads["partitions"], blockReads["default"])
 	}
 }

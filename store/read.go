@@ -33,19 +33,34 @@ func (s *Store) ReadPartition(slot uint16, key []byte) (recs PartitionRecords, o
 	if !s.filter.mayHold(lower) {
 		return recs, false, nil
 	}
-	// Every stored partition has a snapshot record: look it up first, so
-	// that for a new key the bloom filters answer at every level, the
-	// lowest too (which pebble's Get skips), without reading data blocks.
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower), UseL6Filters: true})
 	if err != nil {
 		return recs, false, err
 	}
 	defer it.Close()
-	snapshot := append(lower[:len(lower):len(lower)], subSnapshot)
-	if !it.SeekPrefixGE(snapshot) || !bytes.Equal(it.Key(), snapshot) {
-		return recs, false, it.Error()
+	return s.readPartition(it, lower)
+}
+
+// readPartition is ReadPartition's reading through it, an iterator
+// bounded to the partition's prefix lower.
+func (s *Store) readPartition(it *pebble.Iterator, lower []byte) (recs PartitionRecords, ok bool, err error) {
+	var valid bool
+	if s.splitPartitions {
+		// The partition is the prefix: the bloom filters skip the tables
+		// without it, at every level (the lowest too, which pebble's Get
+		// would not), and the iteration stays inside it.
+		valid = it.SeekPrefixGE(lower)
+	} else {
+		// Look the snapshot record up first, so that for a new key the
+		// bloom filters answer at every level without reading data
+		// blocks; then read the whole range.
+		snapshot := append(lower[:len(lower):len(lower)], subSnapshot)
+		if !it.SeekPrefixGE(snapshot) || !bytes.Equal(it.Key(), snapshot) {
+			return recs, false, it.Error()
+		}
+		valid = it.First()
 	}
-	for it.First(); it.Valid(); it.Next() {
+	for ; valid; valid = it.Next() {
 		k := it.Key()[len(lower):]
 		if len(k) == 0 {
 			return recs, false, fmt.Errorf("%w: partition record without kind", ErrCorrupt)
@@ -61,9 +76,11 @@ func (s *Store) ReadPartition(slot uint16, key []byte) (recs PartitionRecords, o
 		default:
 			return recs, false, fmt.Errorf("%w: unknown partition record kind %#x", ErrCorrupt, k[0])
 		}
-		ok = true
 	}
-	return recs, ok, it.Error()
+	if err := it.Error(); err != nil || recs.Snapshot == nil {
+		return PartitionRecords{}, false, err
+	}
+	return recs, true, nil
 }
 
 // PartitionCount returns the persistent partition count.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -73,19 +75,48 @@ func TestPartitionTags(t *testing.T) {
 	want("old", true)
 }
 
-// A data dir of format 1 is read as it is, and stamped with the current
-// format (record and marker) when first opened for writing.
+// A data dir of format 1, on pebble's default comparer like every data dir
+// before format 3, is read as it is, and stamped with format 2, the newest
+// on that comparer (record and marker), when first opened for writing; its
+// partitions read back, before and after new ones are written. A new data
+// dir gets FormatVersion and the partition comparer.
 func TestFormatUpgrade(t *testing.T) {
 	fs := vfs.NewMem()
 	newWithFormat(t, fs, 1)
 	f, _ := fs.Create(fs.PathJoin("db", markerFile), vfs.WriteCategoryUnspecified)
 	f.Write([]byte(markerText(1)))
 	f.Close()
-	version := func(readOnly bool) (uint32, string) {
+	var keys [][]byte
+	for i := range 300 {
+		keys = append(keys, fmt.Appendf(nil, "k%d", i))
+	}
+	readAll := func(s *Store, n int) {
+		t.Helper()
+		if s.filter != nil {
+			waitFilterReady(t, s)
+		}
+		for i, k := range keys[:n] {
+			recs, ok, err := s.ReadPartition(Slot(k), k)
+			if err != nil || !ok || string(recs.Snapshot) != "snapshot" || i%3 == 0 && (len(recs.Deltas) != 3 || string(recs.Tags) != "tags") {
+				t.Fatalf("partition %d: %v %v %q, %d deltas", i, ok, err, recs.Snapshot, len(recs.Deltas))
+			}
+		}
+		if _, ok, err := s.ReadPartition(0, []byte("absent")); ok || err != nil {
+			t.Fatalf("an absent partition: %v %v", ok, err)
+		}
+	}
+	version := func(readOnly bool, write int) (uint32, string) {
 		t.Helper()
 		s, err := Open(Options{Dir: "db", FS: fs, ReadOnly: readOnly})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if s.splitPartitions {
+			t.Fatal("a data dir of format 1 opened with the partition comparer")
+		}
+		if write > 0 {
+			readAll(s, write-100)
+			writePartitions(t, s, keys, write-100, write)
 		}
 		v, ok, err := s.GetMeta("format")
 		s.Close()
@@ -100,18 +131,43 @@ func TestFormatUpgrade(t *testing.T) {
 		text, _ := io.ReadAll(m)
 		return binary.BigEndian.Uint32(v), string(text)
 	}
-	if v, marker := version(true); v != 1 || marker != markerText(1) {
+	if v, marker := version(true, 0); v != 1 || marker != markerText(1) {
 		t.Fatalf("a read-only open changed the format: %d, %q", v, marker)
 	}
-	if v, marker := version(false); v != FormatVersion || marker != markerText(FormatVersion) {
-		t.Fatalf("after opening for writing: format %d, marker %q; want %d", v, marker, FormatVersion)
+	for _, write := range []int{100, 200, 300} {
+		if v, marker := version(false, write); v != formatDefaultComparer || marker != markerText(formatDefaultComparer) {
+			t.Fatalf("after opening for writing: format %d, marker %q; want %d", v, marker, formatDefaultComparer)
+		}
+	}
+	s, err := Open(Options{Dir: "db", FS: fs, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(s, len(keys))
+	s.Close()
+
+	s, err = Open(Options{Dir: "new", FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, ok, err := s.GetMeta("format"); err != nil || !ok || binary.BigEndian.Uint32(v) != FormatVersion || !s.splitPartitions {
+		t.Fatalf("a new data dir: format %v %v %v, partition comparer %v", v, ok, err, s.splitPartitions)
+	}
+	if c, err := comparerOf(fs, "new"); c != partitionComparer || err != nil {
+		t.Fatalf("the new data dir's OPTIONS name %v, %v", c, err)
 	}
 }
 
-// newWithFormat creates a store in fs's "db" whose format record says v.
+// newWithFormat creates a store in fs's "db" whose format record says v,
+// on pebble's default comparer if v is older than format 3.
 func newWithFormat(t *testing.T, fs vfs.FS, v uint32) {
 	t.Helper()
-	s, err := Open(Options{Dir: "db", FS: fs})
+	opts := Options{Dir: "db", FS: fs}
+	if v < 3 {
+		opts.comparer = pebble.DefaultComparer
+	}
+	s, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,14 @@ import (
 //
 //  1. The first format.
 //  2. Snapshot records may carry the partition's tags (see SplitSnapshot).
-const FormatVersion = 2
+//  3. pebble splits the keys of partition records after the partition's
+//     prefix (partitionComparer). Only a new data dir gets it: one of
+//     format 1 or 2 keeps pebble's default comparer and format 2.
+const FormatVersion = 3
+
+// formatDefaultComparer is the newest format of a data dir on pebble's
+// default comparer.
+const formatDefaultComparer = 2
 
 var (
 	// ErrCorrupt reports bytes in the store that this code did not write.
@@ -130,6 +137,9 @@ type Options struct {
 	// replaces filterRescan.
 	testScanning func(*Store)
 	testScanView int
+	// comparer is pebble's comparer; Open sets it (comparerOf) unless a
+	// test did, to make a data dir of an older format.
+	comparer *pebble.Comparer
 }
 
 // Store is an open pebble database with Legion's layout. It is safe for
@@ -169,6 +179,11 @@ type Store struct {
 	stamped bool
 	synced  *atomic.Int64
 	batches sync.Pool // closed Batches, reused by NewBatch
+	// format is the format this data dir gets: FormatVersion, or
+	// formatDefaultComparer on pebble's default comparer, whose keys
+	// splitPartitions tells.
+	format          uint32
+	splitPartitions bool
 	// filter knows which partitions the store cannot hold (nil when read
 	// only); its scan reads scanView partitions through one view, and
 	// testScanning runs inside it (see scanPartitions).
@@ -237,6 +252,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	// Validate before anything is written: a refused data dir is left
 	// exactly as it was.
+	if opts.comparer == nil {
+		var err error
+		if opts.comparer, err = comparerOf(opts.FS, opts.Dir); err != nil {
+			return nil, err
+		}
+	}
 	fresh, err := precheck(opts)
 	if err != nil {
 		return nil, err
@@ -307,6 +328,10 @@ func Open(opts Options) (*Store, error) {
 		sync:    opts.Sync,
 		logger:  logger,
 		stop:    make(chan struct{}),
+		format:  formatDefaultComparer,
+	}
+	if opts.comparer == partitionComparer {
+		s.format, s.splitPartitions = FormatVersion, true
 	}
 	switch {
 	case opts.TagPageBytes == 0:
@@ -364,6 +389,7 @@ func pebbleOptions(opts Options, cache *pebble.Cache, logger *slog.Logger, event
 		FS:           opts.FS,
 		Cache:        cache,
 		Merger:       counterMerger,
+		Comparer:     opts.comparer,
 		ReadOnly:     opts.ReadOnly,
 		Logger:       pebbleLogger{logger},
 		MemTableSize: uint64(opts.MemtableBytes),
@@ -507,7 +533,7 @@ func (s *Store) writeMarker() error {
 	if err != nil {
 		return fmt.Errorf("store: writing %s: %w", markerFile, err)
 	}
-	if _, err := io.WriteString(f, markerText(FormatVersion)); err != nil {
+	if _, err := io.WriteString(f, markerText(int(s.format))); err != nil {
 		f.Close()
 		return err
 	}
@@ -533,8 +559,9 @@ func classifyOpenError(dir string, err error) error {
 	return fmt.Errorf("store: open %s: %w", dir, err)
 }
 
-// checkFormat stamps a new data dir with FormatVersion and refuses one that
-// is from a newer version or not Legion's.
+// checkFormat stamps a new data dir with its format (s.format), and an
+// older one opened for writing, and refuses one that is from a newer
+// version or not Legion's.
 func (s *Store) checkFormat(readOnly bool) error {
 	v, ok, err := s.GetMeta("format")
 	if err != nil {
@@ -548,7 +575,9 @@ func (s *Store) checkFormat(readOnly bool) error {
 		switch {
 		case got > FormatVersion:
 			return newerFormat(s.dir, got)
-		case got < FormatVersion && !readOnly:
+		case got > s.format:
+			return fmt.Errorf("%w: %s is of format %d on pebble's default comparer", ErrCorrupt, s.dir, got)
+		case got < s.format && !readOnly:
 			return s.stampFormat()
 		}
 		return nil
@@ -566,12 +595,12 @@ func (s *Store) checkFormat(readOnly bool) error {
 	return s.stampFormat()
 }
 
-// stampFormat records FormatVersion in the store, durably, and in the
-// marker file.
+// stampFormat records the data dir's format in the store, durably, and
+// in the marker file.
 func (s *Store) stampFormat() error {
 	b := s.NewBatch()
 	defer b.Close()
-	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, FormatVersion))
+	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, s.format))
 	if err := b.Commit(); err != nil {
 		return err
 	}
