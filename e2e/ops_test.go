@@ -46,6 +46,7 @@ func TestAdminHTTP(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	c := s.client(t)
 	loadScript(t, c, counterLua(t))
+	waitPartitionFilter(t, c) // the first events of m0..m4 skip the store
 	for i := 0; i < 25; i++ {
 		c.Do(ctx(t), "LEGION.APPLY", fmt.Sprintf("m%d", i%5), "incr")
 	}
@@ -120,12 +121,13 @@ func TestAdminHTTP(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, v, want)
 		}
 	}
-	for _, name := range []string{"legion_handler_instructions_total", "legion_handler_calls_total", "legion_stored_bytes", "legion_pebble_wal_bytes_written_total"} {
+	for _, name := range []string{"legion_handler_instructions_total", "legion_handler_calls_total", "legion_stored_bytes", "legion_pebble_wal_bytes_written_total", "legion_partition_filter_bytes"} {
 		if v := value(name, nil); v <= 0 {
 			t.Errorf("%s = %v, want > 0", name, v)
 		}
 	}
-	for name, want := range map[string]float64{"legion_search_cache_hits_total": 1, "legion_search_cache_misses_total": 1} {
+	for name, want := range map[string]float64{"legion_search_cache_hits_total": 1, "legion_search_cache_misses_total": 1,
+		"legion_partition_filter_ready": 1, "legion_partition_reads_skipped_total": 5} {
 		if v := value(name, nil); v != want {
 			t.Errorf("%s = %v, want %v", name, v, want)
 		}
