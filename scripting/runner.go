@@ -128,9 +128,7 @@ type runner struct {
 	pureUsed bool  // defs is a pure cache entry: end must not empty it
 	memLimit int64 // heap bound of this call, 0 if none
 	defs     *lua.LTable
-	key      []byte // the call's key, valid during the call
-	ctxKey   lua.LString
-	ctxKeyOK bool // ctxKey is key's, made when ctx.key is first read
+	key      []byte // the call's key, valid during the call; ctx.key is made of it when read
 	ctxID    lua.LString
 	idSeq    uint64 // with idNode, ctx.id until it is first read (see Call)
 	idNode   string
@@ -272,10 +270,8 @@ func (r *runner) guardGlobal(L *lua.LState) int {
 func (r *runner) ctxIndex(L *lua.LState) int {
 	switch L.Get(2) {
 	case lua.LString("key"):
-		if !r.ctxKeyOK {
-			r.ctxKey, r.ctxKeyOK = lua.LString(r.keyString(r.key)), true
-		}
-		L.Push(r.ctxKey)
+		r.keyString(r.key)
+		L.Push(r.keyValue())
 	case lua.LString("id"):
 		if r.idNode != "" {
 			r.ctxID = lua.LString(appendID(nil, r.idSeq, r.idNode))
@@ -385,7 +381,7 @@ func (r *runner) begin(cs *callSpec) {
 		}
 		r.eng.watch.enter(c, r.memLimit)
 	}
-	r.key, r.ctxKey, r.ctxKeyOK = cs.key, "", false
+	r.key = cs.key
 	r.ctxID = lua.LString(cs.id)
 	r.idSeq, r.idNode = 0, ""
 	r.ctxSHA = lua.LString(cs.sha)
@@ -454,8 +450,7 @@ func (r *runner) end() {
 		r.setEnv(lua.LNil, lua.LNil)
 	}
 	r.ids = nil
-	r.key, r.ctxKey, r.ctxKeyOK = nil, "", false
-	r.ctxID, r.ctxSHA = "", ""
+	r.key, r.ctxID, r.ctxSHA = nil, "", ""
 	r.idSeq, r.idNode = 0, ""
 	r.taken = nil // a call that failed drops the table it took
 }

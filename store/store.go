@@ -179,10 +179,8 @@ type Store struct {
 	stamped bool
 	synced  *atomic.Int64
 	batches sync.Pool // closed Batches, reused by NewBatch
-	// format is the format this data dir gets: FormatVersion, or
-	// formatDefaultComparer on pebble's default comparer, whose keys
-	// splitPartitions tells.
-	format          uint32
+	// splitPartitions tells that pebble splits partition records' keys
+	// (partitionComparer): the data dir is of format 3 or later.
 	splitPartitions bool
 	// filter knows which partitions the store cannot hold (nil when read
 	// only); its scan reads scanView partitions through one view, and
@@ -328,10 +326,8 @@ func Open(opts Options) (*Store, error) {
 		sync:    opts.Sync,
 		logger:  logger,
 		stop:    make(chan struct{}),
-		format:  formatDefaultComparer,
-	}
-	if opts.comparer == partitionComparer {
-		s.format, s.splitPartitions = FormatVersion, true
+
+		splitPartitions: opts.comparer == partitionComparer,
 	}
 	switch {
 	case opts.TagPageBytes == 0:
@@ -533,7 +529,7 @@ func (s *Store) writeMarker() error {
 	if err != nil {
 		return fmt.Errorf("store: writing %s: %w", markerFile, err)
 	}
-	if _, err := io.WriteString(f, markerText(int(s.format))); err != nil {
+	if _, err := io.WriteString(f, markerText(int(s.format()))); err != nil {
 		f.Close()
 		return err
 	}
@@ -559,7 +555,7 @@ func classifyOpenError(dir string, err error) error {
 	return fmt.Errorf("store: open %s: %w", dir, err)
 }
 
-// checkFormat stamps a new data dir with its format (s.format), and an
+// checkFormat stamps a new data dir with its format (s.format()), and an
 // older one opened for writing, and refuses one that is from a newer
 // version or not Legion's.
 func (s *Store) checkFormat(readOnly bool) error {
@@ -575,9 +571,9 @@ func (s *Store) checkFormat(readOnly bool) error {
 		switch {
 		case got > FormatVersion:
 			return newerFormat(s.dir, got)
-		case got > s.format:
+		case got > s.format():
 			return fmt.Errorf("%w: %s is of format %d on pebble's default comparer", ErrCorrupt, s.dir, got)
-		case got < s.format && !readOnly:
+		case got < s.format() && !readOnly:
 			return s.stampFormat()
 		}
 		return nil
@@ -595,12 +591,21 @@ func (s *Store) checkFormat(readOnly bool) error {
 	return s.stampFormat()
 }
 
+// format returns the format this data dir gets: FormatVersion, or
+// formatDefaultComparer on pebble's default comparer.
+func (s *Store) format() uint32 {
+	if s.splitPartitions {
+		return FormatVersion
+	}
+	return formatDefaultComparer
+}
+
 // stampFormat records the data dir's format in the store, durably, and
 // in the marker file.
 func (s *Store) stampFormat() error {
 	b := s.NewBatch()
 	defer b.Close()
-	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, s.format))
+	b.SetMeta("format", binary.BigEndian.AppendUint32(nil, s.format()))
 	if err := b.Commit(); err != nil {
 		return err
 	}
